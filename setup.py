@@ -1,0 +1,37 @@
+"""ament_python build of the robot_training package (code in src/robot_training)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'robot_training'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    package_dir={'': 'src'},
+    packages=find_packages(where='src', include=[PACKAGE, PACKAGE + '.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', sorted(glob('launch/*.py'))),
+        ('share/' + PACKAGE + '/config',
+         sorted(glob('config/*.yaml') + glob('config/*.xml'))),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='robot_training maintainers',
+    maintainer_email='maintainers@robot-training.dev',
+    description='Train world models and RL policies from rosbag2 data and deploy them.',
+    license='Apache-2.0',
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': [
+            'train = robot_training.train:main',
+            'recorder = robot_training.ros.recorder_node:main',
+            'policy_server = robot_training.ros.policy_server_node:main',
+            'trainer = robot_training.ros.trainer_node:main',
+            'bags = robot_training.bags:main',
+        ],
+    },
+)
