@@ -1,0 +1,350 @@
+"""Typed configuration: dataclasses with defaults, loaded from YAML with validation.
+
+The sections and keys of the seed's ``default_config.yaml`` (``world_model``, ``policy``,
+``dreamer``, ``training``) are kept as they were; the algorithms add their own keys and the
+``sac`` and ``bc`` sections. ``config/default_config.yaml`` mirrors these defaults (a test
+checks that they agree). A user file overrides only the keys it sets::
+
+    cfg = load_config("my.yaml")            # defaults, then my.yaml
+    cfg = load_config(overrides={"training": {"seed": 3}})
+
+An unknown key or a value of the wrong type raises :class:`ConfigError` naming the file and
+the dotted key (``my.yaml: policy.gamma: expected float, got str 'high'``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or mapping that does not fit the schema."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class WorldModelConfig:
+    """RSSM world model (PlaNet / DreamerV3 style)."""
+
+    state_dim: int = 256
+    """Size of the deterministic (GRU) state."""
+    action_dim: int = 4
+    """Action size used when no environment or dataset says otherwise."""
+    hidden_dim: int = 256
+    """Width of the MLPs (encoder, decoder, heads, RSSM cells)."""
+    learning_rate: float = 0.0001
+    batch_size: int = 32
+    sequence_length: int = 50
+    stoch_dim: int = 32
+    """Number of categorical latent variables (or Gaussian dimensions)."""
+    num_classes: int = 32
+    """Classes per categorical latent (ignored for ``latent: gaussian``)."""
+    latent: str = "categorical"
+    """``categorical`` (DreamerV3) or ``gaussian`` (PlaNet)."""
+    unimix: float = 0.01
+    """Uniform mix of categorical latents."""
+    mlp_layers: int = 2
+    cnn_depth: int = 32
+    free_bits: float = 1.0
+    kl_dyn_scale: float = 0.5
+    kl_rep_scale: float = 0.1
+    grad_clip: float = 1000.0
+    num_bins: int = 255
+    """Bins of the two-hot symlog reward and value heads."""
+    validation_fraction: float = 0.1
+
+
+@dataclass
+class PolicyConfig:
+    """Model-free policy training (PPO; shared keys also used by SAC)."""
+
+    hidden_dim: int = 256
+    ppo_clip: float = 0.2
+    gamma: float = 0.99
+    learning_rate: float = 0.0003
+    gae_lambda: float = 0.95
+    num_envs: int = 4
+    """Vectorized environments collecting rollouts."""
+    num_steps: int = 256
+    """Steps per environment per rollout."""
+    update_epochs: int = 10
+    num_minibatches: int = 8
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    clip_vloss: bool = False
+    """Clip the value loss like the policy loss."""
+    max_grad_norm: float = 0.5
+    norm_adv: bool = True
+    norm_obs: bool = True
+    """Running observation normalisation."""
+    norm_reward: bool = False
+    anneal_lr: bool = True
+    target_kl: Optional[float] = None
+    num_layers: int = 2
+
+
+@dataclass
+class SACConfig:
+    """Soft Actor-Critic."""
+
+    hidden_dim: int = 256
+    num_layers: int = 2
+    gamma: float = 0.99
+    tau: float = 0.005
+    """Polyak coefficient of the target Q networks."""
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    learning_starts: int = 5000
+    policy_lr: float = 0.0003
+    q_lr: float = 0.001
+    updates_per_step: int = 1
+    policy_frequency: int = 2
+    target_network_frequency: int = 1
+    alpha: float = 0.2
+    autotune: bool = True
+    """Automatic temperature tuning towards ``-action_dim`` entropy."""
+    num_envs: int = 1
+
+
+@dataclass
+class DreamerConfig:
+    """Dreamer agent: behaviour learned in imagination."""
+
+    imagine_horizon: int = 15
+    discount: float = 0.99
+    kl_balance: float = 0.8
+    lambda_: float = 0.95
+    actor_lr: float = 0.00003
+    critic_lr: float = 0.00003
+    actor_entropy: float = 0.0003
+    slow_critic_fraction: float = 0.02
+    slow_critic_update: int = 1
+    return_norm_percentiles: tuple[float, float] = (5.0, 95.0)
+    return_norm_decay: float = 0.99
+    train_ratio: float = 32.0
+    """Replayed steps trained on per environment step (online)."""
+    prefill_steps: int = 2500
+    hidden_dim: int = 256
+    mlp_layers: int = 2
+    compile: bool = False
+    """torch.compile the update (switch off where it does not help)."""
+
+
+@dataclass
+class BCConfig:
+    """Behavioral cloning."""
+
+    hidden_dim: int = 256
+    num_layers: int = 2
+    learning_rate: float = 0.001
+    batch_size: int = 256
+    num_epochs: int = 100
+    loss: str = "mse"
+    """``mse`` on actions or ``gaussian`` negative log-likelihood."""
+    use_sequences: bool = False
+    sequence_length: int = 32
+    lstm_hidden: int = 256
+    validation_fraction: float = 0.1
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainingConfig:
+    """Run-level settings shared by every mode."""
+
+    num_iterations: int = 1000
+    steps_per_iteration: int = 2048
+    total_timesteps: Optional[int] = None
+    """Environment-step budget; overrides ``num_iterations * steps_per_iteration``."""
+    env: str = "InvertedPendulum-v5"
+    """Gymnasium id; the default is an embedded MuJoCo task."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    seed: int = 0
+    log_dir: str = "runs"
+    checkpoint_dir: str = "."
+    """Root of the seed's layout: ``<checkpoint_dir>/policies/checkpoints/<algorithm>/``."""
+    checkpoint_every: int = 10000
+    """Environment steps (or updates, offline) between checkpoints."""
+    eval_episodes: int = 10
+    tensorboard: bool = True
+    progress_bar: bool = True
+    torch_threads: int = 0
+    """0 leaves PyTorch's default."""
+
+
+@dataclass
+class Config:
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (safe to store in a ``weights_only`` checkpoint)."""
+        return _to_plain(self)
+
+    def replace(self, **sections: Mapping[str, Any]) -> "Config":
+        """A copy with some keys changed: ``cfg.replace(training={"seed": 1})``."""
+        return apply_overrides(self, sections, source="<replace>")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_config_path() -> Path:
+    """The shipped ``config/default_config.yaml`` (source tree or installed share)."""
+    here = Path(__file__).resolve()
+    for candidate in (
+        here.parents[2] / "config" / "default_config.yaml",  # source tree: <repo>/src/robot_training
+    ):
+        if candidate.is_file():
+            return candidate
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("robot_training")) / "config" / "default_config.yaml"
+    except Exception:  # noqa: BLE001 - not installed through ament
+        return here.parents[2] / "config" / "default_config.yaml"
+
+
+def load_config(
+    path: Union[str, os.PathLike, None] = None,
+    overrides: Optional[Mapping[str, Any]] = None,
+) -> Config:
+    """Defaults, then the YAML file at ``path`` (only the keys it sets), then ``overrides``."""
+    cfg = Config()
+    if path is not None:
+        cfg = apply_overrides(cfg, read_yaml(path), source=str(path))
+    if overrides:
+        cfg = apply_overrides(cfg, overrides, source="<overrides>")
+    return cfg
+
+
+def read_yaml(path: Union[str, os.PathLike]) -> Mapping[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{p}: top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(obj: Any, data: Mapping[str, Any], source: str, prefix: str = "") -> Any:
+    """Return a copy of dataclass ``obj`` with the keys of ``data`` set, type-checked."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or '<top>'}: expected a mapping, got {type(data).__name__}")
+    obj = copy.deepcopy(obj)
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        name = key
+        if name not in fields and f"{name}_" in fields:  # reserved words: lambda -> lambda_
+            name = f"{name}_"
+        if name not in fields:
+            known = ", ".join(sorted(f.rstrip("_") for f in fields))
+            raise ConfigError(f"{source}: unknown key '{dotted}' (known keys here: {known})")
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            setattr(obj, name, apply_overrides(current, value, source, prefix=f"{dotted}."))
+        else:
+            setattr(obj, name, _coerce(value, hints[name], source, dotted))
+    return obj
+
+
+def _coerce(value: Any, hint: Any, source: str, dotted: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, source, dotted)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise errors[0] if len(errors) == 1 else ConfigError(
+            f"{source}: {dotted}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}"
+        )
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is tuple or origin is tuple or hint is list or origin is list:
+        if isinstance(value, (list, tuple)):
+            item = args[0] if args else None
+            items = [
+                _coerce(v, item, source, f"{dotted}[{i}]") if item not in (None, Ellipsis) else v
+                for i, v in enumerate(value)
+            ]
+            return tuple(items) if (hint is tuple or origin is tuple) else items
+    elif hint is Any:
+        return value
+    raise ConfigError(f"{source}: {dotted}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "<checkpoint>") -> Config:
+    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. from a checkpoint)."""
+    return apply_overrides(Config(), data, source=source)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; a CUDA device that is absent is an error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"training.device: '{name}' requested but CUDA is not available on this machine")
+    if name != "cpu" and not name.startswith("cuda") and name != "mps":
+        raise ConfigError(f"training.device: unknown device '{name}' (use auto, cpu, cuda or cuda:N)")
+    return name

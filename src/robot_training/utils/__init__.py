@@ -1,0 +1,1 @@
+"""Utilities: seeding, logging, data collection."""
