@@ -1,0 +1,297 @@
+"""Soft Actor-Critic: twin Q with Polyak targets, automatic temperature, tanh-squashed
+Gaussian actor, replay buffer.
+
+Read top to bottom: the networks (the twin Q functions are one batched ensemble, so both are
+evaluated and updated by a single ``baddbmm`` per layer), then :class:`SAC` with ``learn``
+(one env step, then ``updates_per_step`` gradient updates), ``predict`` and the explicit
+checkpoint payload. Hyperparameters are ``Config.sac``
+(:class:`robot_training.config.SACConfig`); ``policy_frequency`` delays the actor update
+(and then runs that many actor updates, so their total count is unchanged).
+
+The replay buffer is not in the checkpoint file: ``save_replay``/``load_replay`` write it
+to an ``.npz`` file beside it (the trainer does this for every checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Dict, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_training.checkpoint import rng_state, set_rng_state
+from robot_training.config import Config, SACConfig
+from robot_training.data.replay import ReplayBatch, ReplayBuffer
+from robot_training.envs.make import EnvSpec, final_observations, make_vector_env, space_from_spec, space_spec
+from robot_training.networks.distributions import tanh_gaussian_sample
+from robot_training.networks.mlp import mlp
+from robot_training.policies.common import EpisodeStats, as_batch
+from robot_training.utils.logging import RunLogger, progress
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers applied to ``(E, B, in)`` in one batched matmul."""
+
+    def __init__(self, ensemble: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(ensemble, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)  # nn.Linear's default initialisation, per member
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class SoftQNetworks(nn.Module):
+    """Twin (``ensemble``) Q functions ``Q_i(s, a)``, evaluated together: returns ``(E, B)``."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int, num_layers: int, ensemble: int = 2):
+        super().__init__()
+        self.ensemble = ensemble
+        dims = [obs_dim + action_dim] + [hidden_dim] * num_layers
+        self.hidden = nn.ModuleList(EnsembleLinear(ensemble, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.out = EnsembleLinear(ensemble, dims[-1], 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1)
+        x = x.unsqueeze(0).expand(self.ensemble, *x.shape)
+        for layer in self.hidden:
+            x = F.relu(layer(x))
+        return self.out(x).squeeze(-1)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian; ``action_scale``/``action_bias`` are buffers (they travel with
+    the weights)."""
+
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden_dim: int, num_layers: int):
+        super().__init__()
+        action_dim = int(np.prod(action_space.shape))
+        self.trunk = mlp(obs_dim, None, hidden_dim, num_layers, nn.ReLU)
+        self.head = nn.Linear(hidden_dim, 2 * action_dim)  # mean and log-std
+        low = torch.as_tensor(action_space.low, dtype=torch.float32)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2.0)
+        self.register_buffer("action_bias", (high + low) / 2.0)
+
+    def forward(self, obs: torch.Tensor):
+        mean, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor):
+        """Action in the env's bounds and its log-probability (up to the constant scale term)."""
+        mean, log_std = self(obs)
+        squashed, log_prob = tanh_gaussian_sample(mean, log_std)
+        return squashed * self.action_scale + self.action_bias, log_prob
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        mean, _ = self(obs)
+        return torch.tanh(mean) * self.action_scale + self.action_bias
+
+
+class SAC:
+    """SAC over a flat Box observation space and a Box action space."""
+
+    algorithm = "sac"
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Optional[Config] = None,
+                 env: Optional[EnvSpec] = None, seed: int = 0, device: str = "cpu",
+                 logger: Optional[RunLogger] = None):
+        self.config = config or Config()
+        self.cfg: SACConfig = self.config.sac
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise ValueError(f"SAC needs a flat Box observation space, got {observation_space}")
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"SAC needs a continuous (Box) action space, got {action_space}; use PPO for discrete")
+        self.observation_space, self.action_space = observation_space, action_space
+        self.env_spec, self.seed, self.device = env, int(seed), torch.device(device)
+        self.logger = logger
+        cfg = self.cfg
+        obs_dim, self.action_dim = observation_space.shape[0], int(np.prod(action_space.shape))
+        self.actor = Actor(obs_dim, action_space, cfg.hidden_dim, cfg.num_layers).to(self.device)
+        self.qf = SoftQNetworks(obs_dim, self.action_dim, cfg.hidden_dim, cfg.num_layers).to(self.device)
+        self.qf_target = SoftQNetworks(obs_dim, self.action_dim, cfg.hidden_dim, cfg.num_layers).to(self.device)
+        self.qf_target.load_state_dict(self.qf.state_dict())
+        self.qf_target.requires_grad_(False)
+        fused = {"foreach": True}
+        self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=cfg.q_lr, **fused)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr, **fused)
+        self.target_entropy = -float(self.action_dim)
+        self.log_alpha = torch.tensor([math.log(cfg.alpha)], device=self.device, requires_grad=cfg.autotune)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.q_lr) if cfg.autotune else None
+        self.alpha = self.log_alpha.detach().exp()
+        self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, self.action_dim, self.device,
+                                   seed=self.seed)
+        self.num_timesteps = 0
+        self.num_updates = 0
+        self.np_rng = np.random.default_rng(self.seed)
+        self._q_params = list(self.qf.parameters())
+        self._q_target_params = list(self.qf_target.parameters())
+        self._envs = None
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def predict(self, observation, deterministic: bool = True) -> np.ndarray:
+        """Action(s) for one observation or a batch; NumPy in, NumPy out."""
+        obs, single = as_batch(observation, self.observation_space.shape)
+        o = torch.as_tensor(obs, device=self.device)
+        action = self.actor.mode(o) if deterministic else self.actor.sample(o)[0]
+        action = action.cpu().numpy().reshape(len(obs), *self.action_space.shape)
+        return action[0] if single else action
+
+    # ------------------------------------------------------------------ training
+    def learn(self, total_timesteps: int, callback: Optional[Callable[["SAC"], Optional[bool]]] = None,
+              progress_bar: bool = False, log_every: int = 1000) -> "SAC":
+        """Train until ``num_timesteps`` reaches ``total_timesteps``; ``callback(self)`` runs
+        after every env step (returning ``False`` stops)."""
+        if self.env_spec is None:
+            raise ValueError("SAC.learn needs an environment: pass env= (a Gymnasium id or factory)")
+        cfg = self.cfg
+        if self._envs is None:
+            self._envs = make_vector_env(self.env_spec, cfg.num_envs)
+        envs, n_envs = self._envs, cfg.num_envs
+        obs, _ = envs.reset(seed=self.seed + self.num_timesteps)
+        stats = EpisodeStats(n_envs)
+        low, high = self.action_space.low, self.action_space.high
+        bar = progress(total_timesteps, "sac", enabled=progress_bar)
+        bar.update(self.num_timesteps)
+        start_time, start_steps = time.time(), self.num_timesteps
+        last_losses: Dict[str, torch.Tensor] = {}
+        try:
+            while self.num_timesteps < total_timesteps:
+                if self.num_timesteps < cfg.learning_starts:
+                    actions = self.np_rng.uniform(low, high, size=(n_envs, *self.action_space.shape))
+                    actions = actions.astype(np.float32)
+                else:
+                    with torch.no_grad():
+                        a, _ = self.actor.sample(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+                    actions = a.cpu().numpy().reshape(n_envs, *self.action_space.shape)
+                next_obs, rewards, term, trunc, infos = envs.step(actions)
+                done = term | trunc
+                real_next = final_observations(next_obs, infos, done)
+                self.replay.add(obs, actions, rewards, real_next, term)
+                obs = next_obs
+                self.num_timesteps += n_envs
+                bar.update(n_envs)
+                for ret, length in stats.step(np.asarray(rewards, dtype=np.float64), done):
+                    if self.logger is not None:
+                        self.logger.scalar("charts/episodic_return", ret, self.num_timesteps)
+                        self.logger.scalar("charts/episodic_length", length, self.num_timesteps)
+                    bar.set_postfix(ep_return=f"{ret:.1f}", refresh=False)
+                if self.num_timesteps >= cfg.learning_starts and len(self.replay) >= cfg.batch_size:
+                    for _ in range(cfg.updates_per_step):
+                        last_losses = self.train_step(self.replay.sample(cfg.batch_size))
+                    if self.logger is not None and self.num_timesteps % log_every < n_envs and last_losses:
+                        sps = (self.num_timesteps - start_steps) / max(time.time() - start_time, 1e-9)
+                        self.logger.scalars({k: float(v) for k, v in last_losses.items()}, self.num_timesteps,
+                                            prefix="losses/")
+                        self.logger.scalar("charts/SPS", sps, self.num_timesteps)
+                if callback is not None and callback(self) is False:
+                    break
+        finally:
+            bar.close()
+        return self
+
+    def train_step(self, batch: ReplayBatch) -> Dict[str, torch.Tensor]:
+        """One gradient update of the Q functions (and, every ``policy_frequency`` updates,
+        the actor and temperature). Losses are returned as tensors: no device sync here."""
+        cfg = self.cfg
+        with torch.no_grad():
+            next_a, next_logp = self.actor.sample(batch.next_observations)
+            q_next = self.qf_target(batch.next_observations, next_a).min(0).values - self.alpha * next_logp
+            target = batch.rewards + (1.0 - batch.terminals) * cfg.gamma * q_next
+        q = self.qf(batch.observations, batch.actions)
+        qf_loss = (q - target).pow(2).mean(1).sum()  # sum of both MSEs
+        self.q_optimizer.zero_grad(set_to_none=True)
+        qf_loss.backward()
+        self.q_optimizer.step()
+        self.num_updates += 1
+        out = {"qf_loss": qf_loss.detach(), "qf_values": q.detach().mean()}
+        if self.num_updates % cfg.policy_frequency == 0:
+            self.qf.requires_grad_(False)
+            for _ in range(cfg.policy_frequency):
+                a, logp = self.actor.sample(batch.observations)
+                q_pi = self.qf(batch.observations, a).min(0).values
+                actor_loss = (self.alpha * logp - q_pi).mean()
+                self.actor_optimizer.zero_grad(set_to_none=True)
+                actor_loss.backward()
+                self.actor_optimizer.step()
+                if self.alpha_optimizer is not None:
+                    alpha_loss = (-self.log_alpha.exp() * (logp.detach() + self.target_entropy)).mean()
+                    self.alpha_optimizer.zero_grad(set_to_none=True)
+                    alpha_loss.backward()
+                    self.alpha_optimizer.step()
+                    self.alpha = self.log_alpha.detach().exp()
+                    out["alpha_loss"] = alpha_loss.detach()
+            self.qf.requires_grad_(True)
+            out["actor_loss"] = actor_loss.detach()
+            out["alpha"] = self.alpha.squeeze()
+        if self.num_updates % cfg.target_network_frequency == 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(self._q_target_params, self._q_params, cfg.tau)
+        return out
+
+    # ------------------------------------------------------------------ checkpoint payload
+    def state_dict(self) -> dict:
+        """Everything needed to resume except the replay buffer (see :meth:`save_replay`)."""
+        return {
+            "algorithm": self.algorithm,
+            "observation_space": space_spec(self.observation_space),
+            "action_space": space_spec(self.action_space),
+            "actor": self.actor.state_dict(),
+            "qf": self.qf.state_dict(),
+            "qf_target": self.qf_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "q_optimizer": self.q_optimizer.state_dict(),
+            "alpha_optimizer": None if self.alpha_optimizer is None else self.alpha_optimizer.state_dict(),
+            "num_timesteps": self.num_timesteps,
+            "num_updates": self.num_updates,
+            "seed": self.seed,
+            "rng": rng_state(self.np_rng),
+        }
+
+    def load_state_dict(self, state: dict, restore_rng: bool = True) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.qf.load_state_dict(state["qf"])
+        self.qf_target.load_state_dict(state["qf_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.alpha = self.log_alpha.detach().exp()
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.q_optimizer.load_state_dict(state["q_optimizer"])
+        if self.alpha_optimizer is not None and state.get("alpha_optimizer") is not None:
+            self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.num_timesteps = int(state["num_timesteps"])
+        self.num_updates = int(state["num_updates"])
+        if restore_rng:
+            set_rng_state(state["rng"], self.np_rng)
+
+    def save_replay(self, path) -> None:
+        self.replay.save(path)
+
+    def load_replay(self, path) -> None:
+        self.replay.load(path)
+
+    @classmethod
+    def from_state(cls, state: dict, config: Config, env: Optional[EnvSpec] = None, device: str = "cpu",
+                   logger: Optional[RunLogger] = None) -> "SAC":
+        algo = cls(space_from_spec(state["observation_space"]), space_from_spec(state["action_space"]),
+                   config=config, env=env, seed=int(state.get("seed", 0)), device=device, logger=logger)
+        algo.load_state_dict(state)
+        return algo
+
+    def close(self) -> None:
+        if self._envs is not None:
+            self._envs.close()
+            self._envs = None
