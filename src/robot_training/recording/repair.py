@@ -1,0 +1,314 @@
+"""Repair a rosbag2 bag whose writer died before ``close()``.
+
+A killed MCAP writer leaves the header and every chunk it flushed, but no summary, footer
+or ``metadata.yaml``. :func:`repair_bag` reads the records that are complete with the
+``mcap`` library's stream reader (stopping at the first truncated or undecodable record),
+writes them into a fresh bag with rosbags (so the summary, footer and metadata are rosbags'
+own), and swaps it in:
+
+    episode_000007/episode_000007.mcap          the rebuilt bag
+    episode_000007/metadata.yaml                rebuilt by rosbags
+    episode_000007/episode_000007.mcap.damaged  the original bytes, kept
+    episode_000007/episode.yaml                 status: repaired, partial: true
+
+A sqlite3 bag keeps what its writer committed; those rows are copied into a fresh bag the
+same way. A bag that is already readable is reported ``intact`` and left alone. Empty,
+truncated-before-any-chunk and foreign files raise :class:`RepairError`, which names the
+file and what is wrong with it; nothing is changed on disk in that case.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from mcap.exceptions import McapError
+from mcap.records import Channel, Chunk, Footer, Message, Schema
+from mcap.stream_reader import StreamReader, breakup_chunk
+from rosbags.rosbag2 import Reader, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from robot_training.recording.recorder import read_sidecar, write_sidecar
+
+MCAP_MAGIC = b'\x89MCAP0\r\n'
+SQLITE_MAGIC = b'SQLite format 3\x00'
+
+
+class RepairError(RuntimeError):
+    """The input cannot be repaired (missing, empty, foreign, nothing recoverable)."""
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair_bag` found and did."""
+
+    path: str
+    status: str
+    """``intact`` (readable already, untouched) or ``repaired`` (rebuilt from what was on disk)."""
+    storage: str
+    partial: bool
+    """True when the end of the recording was lost (the bag holds what reached the disk)."""
+    message_counts: dict = field(default_factory=dict)
+    """Messages per topic in the (rebuilt) bag."""
+    total_messages: int = 0
+    bytes_scanned: int = 0
+    bytes_unusable: int = 0
+    """Bytes after the last complete record (the torn tail)."""
+    stop_reason: str = ''
+    kept_original: Optional[str] = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def summary(self) -> str:
+        topics = ', '.join(f'{t}: {n}' for t, n in sorted(self.message_counts.items()))
+        text = f'{self.path}: {self.status}, {self.total_messages} messages ({topics})'
+        if self.partial:
+            text += (f'; partial: {self.bytes_unusable} trailing bytes unusable'
+                     f' ({self.stop_reason})')
+        return text
+
+
+def _bag_dir_and_file(path: Path) -> tuple[Path, Optional[Path]]:
+    if not path.exists():
+        raise RepairError(f'{path}: no such file or directory')
+    if path.is_file():
+        bag_dir = path.parent
+        return bag_dir, path
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in ('.mcap', '.db3'))
+    if not files:
+        raise RepairError(f'{path}: no .mcap or .db3 file in this folder; not a rosbag2 bag')
+    if len(files) > 1:
+        preferred = [p for p in files if p.stem == path.name]
+        if len(preferred) != 1:
+            raise RepairError(f'{path}: several bag files ({[p.name for p in files]}); '
+                              'pass the one to repair')
+        files = preferred
+    return path, files[0]
+
+
+def _is_readable(bag_dir: Path) -> bool:
+    if not (bag_dir / 'metadata.yaml').is_file():
+        return False
+    try:
+        with Reader(bag_dir) as reader:
+            for _ in reader.messages():
+                pass
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "needs repair"
+        return False
+
+
+def repair_bag(path: str | os.PathLike) -> RepairReport:
+    """Make the bag at ``path`` (a bag folder or its .mcap/.db3 file) readable again."""
+    path = Path(path)
+    bag_dir, bag_file = _bag_dir_and_file(path)
+    if _is_readable(bag_dir):
+        with Reader(bag_dir) as reader:
+            counts = {c.topic: c.msgcount for c in reader.connections}
+        storage = 'mcap' if bag_file.suffix == '.mcap' else 'sqlite3'
+        return RepairReport(str(bag_dir), 'intact', storage, False, counts, sum(counts.values()))
+    size = bag_file.stat().st_size
+    if size == 0:
+        raise RepairError(f'{bag_file}: file is empty (the writer died before writing anything)')
+    with open(bag_file, 'rb') as f:
+        head = f.read(16)
+    if head.startswith(MCAP_MAGIC):
+        scan = _scan_mcap(bag_file)
+        storage = 'mcap'
+    elif head.startswith(SQLITE_MAGIC):
+        scan = _scan_sqlite(bag_file)
+        storage = 'sqlite3'
+    elif len(head) < len(MCAP_MAGIC) and MCAP_MAGIC.startswith(head):
+        raise RepairError(f'{bag_file}: truncated inside the MCAP magic ({size} bytes)')
+    else:
+        raise RepairError(f'{bag_file}: not an MCAP or sqlite3 file (starts with {head[:8]!r})')
+    if not scan.channels:
+        raise RepairError(f'{bag_file}: no complete channel record in {size} bytes '
+                          f'({scan.stop_reason or "nothing after the header"}); nothing to recover')
+    report = _rewrite(bag_dir, bag_file, scan, storage)
+    report.bytes_scanned = size
+    return report
+
+
+@dataclass
+class _Scan:
+    schemas: dict = field(default_factory=dict)   # id -> (name, encoding, text)
+    channels: dict = field(default_factory=dict)  # id -> (topic, schema_id, encoding, metadata)
+    messages: list = field(default_factory=list)  # (channel_id, log_time, data)
+    good_bytes: int = 0
+    stop_reason: str = ''
+    complete: bool = False
+
+
+def _scan_mcap(bag_file: Path) -> _Scan:
+    scan = _Scan()
+    size = bag_file.stat().st_size
+    with open(bag_file, 'rb') as f:
+        reader = StreamReader(f, emit_chunks=True, record_size_limit=size)
+        records = reader.records
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except McapError as err:  # EndOfFile: a record cut short by the kill
+                scan.stop_reason = f'truncated record ({err.__class__.__name__} {err})'.strip()
+                break
+            except Exception as err:  # noqa: BLE001 - a torn fixed-size field, garbage
+                scan.stop_reason = f'unreadable record ({err.__class__.__name__}: {err})'
+                break
+            if isinstance(record, Chunk):
+                try:
+                    inner = breakup_chunk(record, validate_crc=True)
+                except Exception as err:  # noqa: BLE001 - torn chunk: stop here
+                    scan.stop_reason = f'undecodable chunk ({err.__class__.__name__}: {err})'
+                    break
+                for rec in inner:
+                    _take(scan, rec)
+            else:
+                _take(scan, record)
+            scan.good_bytes = f.tell()
+            if isinstance(record, Footer):
+                scan.complete = True
+                break
+    if not scan.stop_reason and not scan.complete:
+        scan.stop_reason = 'end of file before the summary and footer'
+    return scan
+
+
+def _take(scan: _Scan, rec: object) -> None:
+    if isinstance(rec, Schema):
+        scan.schemas[rec.id] = (rec.name, rec.encoding, rec.data.decode('utf-8'))
+    elif isinstance(rec, Channel):
+        scan.channels[rec.id] = (rec.topic, rec.schema_id, rec.message_encoding,
+                                 dict(rec.metadata))
+    elif isinstance(rec, Message):
+        scan.messages.append((rec.channel_id, rec.log_time, rec.data))
+
+
+def _scan_sqlite(bag_file: Path) -> _Scan:
+    """Rows a killed sqlite3 writer committed (its journal is rolled back by sqlite)."""
+    scan = _Scan()
+    try:
+        conn = sqlite3.connect(f'file:{bag_file}', uri=True)
+        try:
+            defs = {row[0]: (row[1], row[2]) for row in conn.execute(
+                'SELECT topic_type, encoding, encoded_message_definition FROM message_definitions')}
+            for tid, name, mtype, ser, qos in conn.execute(
+                    'SELECT id, name, type, serialization_format, offered_qos_profiles FROM topics'):
+                enc, text = defs.get(mtype, ('ros2msg', ''))
+                scan.schemas[tid] = (mtype, enc, text)
+                scan.channels[tid] = (name, tid, ser, {'offered_qos_profiles': qos})
+            scan.messages = list(conn.execute(
+                'SELECT topic_id, timestamp, data FROM messages ORDER BY id'))
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        raise RepairError(f'{bag_file}: unreadable sqlite3 bag ({err})') from err
+    scan.good_bytes = bag_file.stat().st_size
+    scan.stop_reason = 'uncommitted rows of the killed writer are lost'
+    return scan
+
+
+def _rewrite(bag_dir: Path, bag_file: Path, scan: _Scan, storage: str) -> RepairReport:
+    # Types from the definitions stored in the bag itself (text, parsed by rosbags).
+    store = get_typestore(Stores.EMPTY)
+    for name, encoding, text in scan.schemas.values():
+        if encoding != 'ros2msg':
+            raise RepairError(f'{bag_file}: schema {name!r} has encoding {encoding!r}; '
+                              'only ros2msg definitions can be rebuilt')
+        if text:
+            store.register(get_types_from_msg(text, name))
+    fallback = None
+
+    work = bag_dir.parent / f'.{bag_dir.name}.repair'
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    new_dir = work / bag_dir.name
+    writer = Writer(new_dir, version=9,
+                    storage_plugin=StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3)
+    if storage == 'mcap':
+        writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    counts: dict[str, int] = {}
+    try:
+        writer.open()
+        conns = {}
+        for cid, (topic, schema_id, encoding, metadata) in sorted(scan.channels.items()):
+            msgtype = scan.schemas.get(schema_id, (None,))[0]
+            if msgtype is None:
+                raise RepairError(f'{bag_file}: channel {topic!r} refers to a missing schema')
+            if msgtype not in store.fielddefs:
+                fallback = fallback or get_typestore(Stores.ROS2_KILTED)
+                if msgtype not in fallback.fielddefs:
+                    raise RepairError(f'{bag_file}: no definition of {msgtype!r} in the bag')
+                msgdef, _ = fallback.generate_msgdef(msgtype, ros_version=2)
+                rihs01 = fallback.hash_rihs01(msgtype)
+            else:
+                msgdef, _ = store.generate_msgdef(msgtype, ros_version=2)
+                rihs01 = store.hash_rihs01(msgtype)
+            conns[cid] = writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01,
+                                               serialization_format=encoding or 'cdr')
+            counts[topic] = 0
+        for cid, log_time, data in scan.messages:
+            conn = conns.get(cid)
+            if conn is None:
+                continue
+            writer.write(conn, log_time, data)
+            counts[conn.topic] += 1
+        sidecar = read_sidecar(bag_dir)
+        if sidecar:
+            writer.set_custom_data('robot_training.episode', yaml.safe_dump(
+                {k: v for k, v in sidecar.items() if k != 'topics'} | {'status': 'repaired'},
+                sort_keys=False))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+    # Swap: the rebuilt bag takes the original's place; the original bytes are kept.
+    new_file = new_dir / (bag_dir.name + bag_file.suffix)
+    kept = bag_dir / (bag_file.name + '.damaged')
+    os.replace(bag_file, kept)
+    for leftover in (bag_dir / (bag_file.name + '-journal'),):
+        if leftover.exists():
+            os.replace(leftover, bag_dir / (leftover.name + '.damaged'))
+    final_file = bag_dir / new_file.name
+    os.replace(new_file, final_file)
+    os.replace(new_dir / 'metadata.yaml', bag_dir / 'metadata.yaml')
+    shutil.rmtree(work, ignore_errors=True)
+
+    partial = not scan.complete
+    report = RepairReport(
+        path=str(bag_dir), status='repaired', storage=storage, partial=partial,
+        message_counts=counts, total_messages=sum(counts.values()),
+        bytes_unusable=max(0, bag_file_size(kept) - scan.good_bytes) if storage == 'mcap' else 0,
+        stop_reason=scan.stop_reason, kept_original=str(kept))
+    sidecar = read_sidecar(bag_dir) or {'format': 'robot_training.episode/1',
+                                        'bag': bag_dir.name}
+    sidecar.update({'status': 'repaired', 'partial': partial,
+                    'message_count': report.total_messages,
+                    'repair': {'kept_original': kept.name, 'stop_reason': scan.stop_reason,
+                               'bytes_unusable': report.bytes_unusable,
+                               'message_counts': counts}})
+    topics = sidecar.get('topics') or {}
+    for topic, n in counts.items():
+        topics.setdefault(topic, {})['written'] = n
+    sidecar['topics'] = topics
+    write_sidecar(bag_dir, sidecar)
+    return report
+
+
+def bag_file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -1,0 +1,78 @@
+"""Per-topic counters: messages received, written, dropped, and gaps in the stream.
+
+A gap is an interval between two consecutive messages longer than ``gap_factor`` times the
+expected period. The period is ``1 / expected_rate_hz`` when the rate is known (for example
+the interface's control rate), otherwise the median of the recent intervals. Intervals are
+taken from the header stamps when the messages have them, else from the receive times.
+``missing`` estimates how many messages the gaps swallowed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+# Intervals the running median is taken over, and how many are needed before gaps count.
+MEDIAN_WINDOW = 64
+MIN_INTERVALS = 8
+
+
+@dataclass
+class TopicStats:
+    """Counters of one topic (for the current episode or for the whole session)."""
+
+    topic: str
+    msgtype: str
+    expected_rate_hz: Optional[float] = None
+    gap_factor: float = 1.8
+    received: int = 0
+    written: int = 0
+    dropped: int = 0
+    gaps: int = 0
+    missing: int = 0
+    bytes_written: int = 0
+    _last_t: Optional[int] = field(default=None, repr=False)
+    _intervals: deque = field(default_factory=lambda: deque(maxlen=MEDIAN_WINDOW), repr=False)
+
+    def on_received(self, receive_ns: int, stamp_ns: Optional[int] = None) -> None:
+        """Count one arrival and check the interval since the previous one."""
+        self.received += 1
+        t = stamp_ns if stamp_ns else receive_ns
+        last, self._last_t = self._last_t, t
+        if last is None or t <= last:
+            return
+        dt = t - last
+        period = self.expected_period_ns()
+        if period and dt > self.gap_factor * period:
+            self.gaps += 1
+            self.missing += max(0, round(dt / period) - 1)
+        self._intervals.append(dt)
+
+    def on_written(self, nbytes: int) -> None:
+        self.written += 1
+        self.bytes_written += nbytes
+
+    def on_dropped(self) -> None:
+        self.dropped += 1
+
+    def expected_period_ns(self) -> Optional[float]:
+        if self.expected_rate_hz and self.expected_rate_hz > 0:
+            return 1e9 / self.expected_rate_hz
+        if len(self._intervals) >= MIN_INTERVALS:
+            return float(statistics.median(self._intervals))
+        return None
+
+    def as_dict(self) -> dict:
+        period = self.expected_period_ns()
+        return {
+            'type': self.msgtype,
+            'received': self.received,
+            'written': self.written,
+            'dropped': self.dropped,
+            'gaps': self.gaps,
+            'missing_estimate': self.missing,
+            'bytes': self.bytes_written,
+            'rate_hz': round(1e9 / period, 3) if period else None,
+        }

@@ -1,0 +1,248 @@
+"""Recorder core (plain Python, real files): episodes, splitting, metadata, counts, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from mcap.reader import make_reader
+from rosbags.rosbag2 import Reader
+
+from robot_training.recording import (
+    DatasetRecorder,
+    RecorderConfig,
+    RecordingError,
+    RecordingTypestore,
+    list_episode_dirs,
+    read_sidecar,
+)
+
+EVENT = 'robot_training_msgs/msg/EpisodeEvent'
+SRC = str(Path(__file__).resolve().parents[1] / 'src')
+
+
+@pytest.fixture(scope='module')
+def ts() -> RecordingTypestore:
+    return RecordingTypestore()
+
+
+def float_raw(ts, value: float) -> bytes:
+    Float = ts.store.types['std_msgs/msg/Float64']
+    return bytes(ts.store.serialize_cdr(Float(data=value), 'std_msgs/msg/Float64'))
+
+
+def imu_raw(ts, stamp_ns: int) -> bytes:
+    t = ts.store.types
+    Time, Header = t['builtin_interfaces/msg/Time'], t['std_msgs/msg/Header']
+    Quat, Vec = t['geometry_msgs/msg/Quaternion'], t['geometry_msgs/msg/Vector3']
+    import numpy as np
+    msg = t['sensor_msgs/msg/Imu'](
+        header=Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id='imu'),
+        orientation=Quat(x=0.0, y=0.0, z=0.0, w=1.0),
+        orientation_covariance=np.zeros(9), angular_velocity=Vec(x=0.0, y=0.0, z=0.0),
+        angular_velocity_covariance=np.zeros(9), linear_acceleration=Vec(x=0.0, y=0.0, z=9.8),
+        linear_acceleration_covariance=np.zeros(9))
+    return bytes(ts.store.serialize_cdr(msg, 'sensor_msgs/msg/Imu'))
+
+
+def event_raw(ts, episode_id: int, event: int, ret: float = 0.0, length: int = 0,
+              success: bool = False, reason: str = '') -> bytes:
+    t = ts.store.types
+    msg = t[EVENT](header=t['std_msgs/msg/Header'](stamp=t['builtin_interfaces/msg/Time'](sec=0, nanosec=0),
+                                                    frame_id=''),
+                   episode_id=episode_id, event=event, episode_return=ret, length=length,
+                   success=success, reason=reason)
+    return bytes(ts.store.serialize_cdr(msg, EVENT))
+
+
+def read_values(ts, bag: Path) -> dict:
+    out: dict = {}
+    with Reader(bag) as reader:
+        for conn, t, raw in reader.messages():
+            if conn.msgtype == 'std_msgs/msg/Float64':
+                out.setdefault(conn.topic, []).append(ts.store.deserialize_cdr(raw, conn.msgtype).data)
+            else:
+                out.setdefault(conn.topic, []).append(raw)
+    return out
+
+
+def test_episodes_split_on_events_with_metadata(tmp_path, ts):
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path / 'ds'),
+                                         interface_fingerprint='ab' * 32))
+    rec.start()
+    t = 1_000_000_000
+    sent = []
+    for ep in range(3):
+        values = [ep * 1000.0 + i for i in range(50)]
+        sent.append(values)
+        if ep == 1:
+            rec.write('/episode_event', EVENT, event_raw(ts, 11, 0), t)
+        for v in values:
+            assert rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, v), t)
+            t += 10_000_000
+        kind = 2 if ep == 2 else 1
+        rec.write('/episode_event', EVENT,
+                  event_raw(ts, 10 + ep, kind, ret=ep + 0.5, length=50, success=ep == 0,
+                            reason='terminated'), t)
+    assert rec.current_episode is None
+    rec.stop()
+
+    dirs = list_episode_dirs(tmp_path / 'ds')
+    assert [d.name for d in dirs] == ['episode_000001', 'episode_000002', 'episode_000003']
+    for ep, d in enumerate(dirs):
+        assert read_values(ts, d)['/obs'] == sent[ep]
+        side = read_sidecar(d)
+        assert side['status'] == 'complete'
+        assert side['episode_id'] == 10 + ep
+        assert side['episode_return'] == ep + 0.5
+        assert side['length'] == 50 and side['success'] == (ep == 0)
+        assert side['end_cause'] == ('reset' if ep == 2 else 'end')
+        assert side['interface_fingerprint'] == 'ab' * 32
+        assert side['topics']['/obs']['received'] == 50
+        assert side['topics']['/obs']['written'] == 50
+        meta = yaml.safe_load((d / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+        custom = yaml.safe_load(meta['custom_data']['robot_training.episode'])
+        assert custom['episode_id'] == 10 + ep and custom['interface_fingerprint'] == 'ab' * 32
+        assert meta['storage_identifier'] == 'mcap'
+    # the START of episode 2 is its first message, the END its last
+    with Reader(dirs[1]) as reader:
+        topics = [c.topic for c, _, _ in reader.messages()]
+    assert topics[0] == '/episode_event' and topics[-1] == '/episode_event'
+    assert len(topics) == 52
+
+
+def test_bag_is_valid_mcap_with_schemas_and_counts(tmp_path, ts):
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path)))
+    rec.add_topic('/imu', 'sensor_msgs/msg/Imu')
+    rec.start()
+    for i in range(120):
+        rec.write('/imu', 'sensor_msgs/msg/Imu', imu_raw(ts, 10**9 + i * 10**7), 10**9 + i * 10**7)
+        rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, i), 10**9 + i * 10**7)
+    rec.stop()
+    (bag,) = list_episode_dirs(tmp_path)
+    with open(bag / f'{bag.name}.mcap', 'rb') as f:
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        schemas = {s.name: s for s in summary.schemas.values()}
+        assert set(schemas) == {'sensor_msgs/msg/Imu', 'std_msgs/msg/Float64'}
+        assert all(s.encoding == 'ros2msg' for s in schemas.values())
+        assert 'geometry_msgs/Quaternion' in schemas['sensor_msgs/msg/Imu'].data.decode()
+        counts = {summary.channels[c].topic: n
+                  for c, n in summary.statistics.channel_message_counts.items()}
+        assert counts == {'/imu': 120, '/obs': 120}
+        assert all(c.compression == 'zstd' for c in summary.chunk_indexes)
+        n = sum(1 for _ in reader.iter_messages())
+    assert n == 240
+    # the decoded content round-trips through rosbags as well
+    assert read_values(ts, bag)['/obs'] == [float(i) for i in range(120)]
+
+
+def test_split_by_duration_size_and_service(tmp_path, ts):
+    now = [0]
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path), max_episode_duration_s=1.0,
+                                         max_episode_size_mb=0.001), clock=lambda: now[0])
+    rec.start()
+    for i in range(300):  # 12-byte messages, 100 Hz: the 1 kB limit splits every 84
+        now[0] = i * 10_000_000
+        rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, i), now[0])
+    causes = [r['end_cause'] for r in rec.closed_episodes]
+    assert causes == ['max_size'] * 3
+    rec.config.max_episode_size_mb = 0.0
+    for i in range(300, 450):
+        now[0] = i * 10_000_000
+        rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, i), now[0])
+    assert [r['end_cause'] for r in rec.closed_episodes][3:] == ['max_duration']
+    rec.split()
+    rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, 450), now[0])
+    rec.stop()
+    assert [r['end_cause'] for r in rec.closed_episodes][4:] == ['split', 'stop']
+    got = []
+    for d in list_episode_dirs(tmp_path):
+        got += read_values(ts, d)['/obs']
+    assert got == [float(i) for i in range(451)]  # nothing lost across splits
+
+
+def test_gap_detection_from_header_stamps(tmp_path, ts):
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path)))
+    rec.start()
+    stamps = [i * 10_000_000 for i in range(100) if not (40 <= i < 45) and i != 70]
+    for s in stamps:  # arrival times are regular: only the stamps reveal the gaps
+        rec.write('/imu', 'sensor_msgs/msg/Imu', imu_raw(ts, 10**9 + s), 5 * 10**9, 10**9 + s)
+    rec.stop()
+    topic = rec.closed_episodes[0]['topics']['/imu']
+    assert topic['gaps'] == 2
+    assert topic['missing_estimate'] == 6
+    assert topic['received'] == topic['written'] == len(stamps)
+    assert topic['rate_hz'] == pytest.approx(100.0)
+
+
+def test_sqlite3_storage(tmp_path, ts):
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path), storage='sqlite3'))
+    rec.start()
+    for i in range(30):
+        rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, i), 10**9 + i)
+    rec.stop()
+    (bag,) = list_episode_dirs(tmp_path)
+    assert (bag / f'{bag.name}.db3').is_file()
+    assert read_values(ts, bag)['/obs'] == [float(i) for i in range(30)]
+
+
+def test_messages_while_stopped_are_counted_not_written(tmp_path, ts):
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path)))
+    assert not rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, 1), 1)
+    assert rec.status()['topics']['/obs']['dropped'] == 1
+    assert list_episode_dirs(tmp_path) == []
+
+
+def test_unwritable_dataset_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / 'not_a_dir'
+    blocker.write_text('x')
+    with pytest.raises(RecordingError, match='not a directory|cannot create dataset folder'):
+        DatasetRecorder(RecorderConfig(dataset_dir=str(blocker / 'dataset')))
+
+
+def test_unknown_type_and_bad_names_are_refused(ts):
+    from robot_training.recording import UnknownMessageType
+    with pytest.raises(UnknownMessageType):
+        ts.ensure('no_such_pkg/msg/Thing')
+    with pytest.raises(UnknownMessageType):
+        ts.ensure('../../etc/msg/passwd')
+
+
+def test_disk_full_keeps_earlier_episodes(tmp_path, ts):
+    """A real write failure (file size limit, EFBIG) mid-episode: clear error, bags 1-2 intact."""
+    code = textwrap.dedent(f'''
+        import resource, signal, sys
+        sys.path.insert(0, {SRC!r})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+        from robot_training.recording import DatasetRecorder, RecorderConfig, RecordingError
+        rec = DatasetRecorder(RecorderConfig(dataset_dir={str(tmp_path)!r}, compression='none'))
+        rec.start()
+        payload = bytes(range(256)) * 200  # 51 kB, written as a uint8[] blob below
+        import struct
+        raw = b'\\x00\\x01\\x00\\x00' + b'\\x00' * 8 + struct.pack('<I', 0) + struct.pack('<I', len(payload)) + payload
+        for ep in range(3):
+            try:
+                for i in range(6 if ep < 2 else 40):
+                    rec.write('/blob', 'std_msgs/msg/UInt8MultiArray', raw, 10**9 + i)
+                rec.split()
+            except RecordingError as err:
+                print('ERROR', err)
+                sys.exit(3)
+        print('NO ERROR')
+    ''')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert 'file size limit' in proc.stdout and 'episode_000003' in proc.stdout
+    dirs = list_episode_dirs(tmp_path)
+    assert [d.name for d in dirs] == ['episode_000001', 'episode_000002', 'episode_000003']
+    for d in dirs[:2]:
+        with Reader(d) as reader:
+            assert reader.message_count == 6
+    assert not (dirs[2] / 'metadata.yaml').exists()
+    assert read_sidecar(dirs[2])['status'] == 'failed'
