@@ -145,7 +145,7 @@ for path in (venv / 'share').rglob('*.cmake'):
     left = sorted(set(re.findall(r'/opt/python/[^;" )]*', new)))
     if left:
         print(f'[setup] warning: {path} still names {left}', file=sys.stderr)
-print(f"[setup] cmake include paths: {changed} file(s) rewritten' if changed
+print(f'[setup] cmake include paths: {changed} file(s) rewritten' if changed
       else '[setup] cmake include paths: already fixed')
 PY
 fi
