@@ -74,7 +74,7 @@ if [ ! -x "$VENV/bin/python" ]; then
         || die "could not create $VENV (on Debian/Ubuntu: apt-get install python3.11-venv, or python3-venv for a system ROS)"
     rm -rf "$STAMPS"
 fi
-echo "$MODE_LINE" > "$VENV/.robot_training_mode"
+[ "$(cat "$VENV/.robot_training_mode" 2>/dev/null)" = "$MODE_LINE" ] || echo "$MODE_LINE" > "$VENV/.robot_training_mode"
 VPY="$VENV/bin/python"
 mkdir -p "$STAMPS"
 
