@@ -1,0 +1,196 @@
+"""repair_bag on real damaged bags: a SIGKILLed writer, torn copies, empty and foreign files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from rosbags.rosbag2 import Reader
+
+from robot_training.recording import (
+    DatasetRecorder,
+    RecorderConfig,
+    RecordingTypestore,
+    RepairError,
+    incomplete_episodes,
+    list_episode_dirs,
+    read_sidecar,
+    repair_bag,
+)
+
+SRC = str(Path(__file__).resolve().parents[1] / 'src')
+
+WRITER = textwrap.dedent('''
+    import sys, time
+    sys.path.insert(0, SRC)
+    from robot_training.recording import DatasetRecorder, RecorderConfig, RecordingTypestore
+    ts = RecordingTypestore()
+    Float = ts.store.types['std_msgs/msg/Float64']
+    ev = ts.store.types['robot_training_msgs/msg/EpisodeEvent']
+    hdr = ts.store.types['std_msgs/msg/Header']
+    tm = ts.store.types['builtin_interfaces/msg/Time']
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=DATASET, storage=STORAGE, flush_period_s=0.2))
+    rec.start()
+    def value(v):
+        return bytes(ts.store.serialize_cdr(Float(data=float(v)), 'std_msgs/msg/Float64'))
+    for ep in range(3):
+        n = 200 if ep < 2 else 10**9
+        for i in range(n):
+            rec.write('/obs', 'std_msgs/msg/Float64', value(ep * 10**6 + i), time.time_ns())
+            if ep == 2:
+                if i % 100 == 0:
+                    print(i, flush=True)
+                time.sleep(0.001)
+        end = ev(header=hdr(stamp=tm(sec=0, nanosec=0), frame_id=''), episode_id=ep, event=1,
+                 episode_return=1.0, length=n, success=True, reason='terminated')
+        rec.write('/episode_event', 'robot_training_msgs/msg/EpisodeEvent',
+                  bytes(ts.store.serialize_cdr(end, 'robot_training_msgs/msg/EpisodeEvent')),
+                  time.time_ns())
+''')
+
+
+def obs_values(bag: Path) -> list[float]:
+    ts = RecordingTypestore()
+    with Reader(bag) as reader:
+        return [ts.store.deserialize_cdr(raw, c.msgtype).data
+                for c, _, raw in reader.messages() if c.topic == '/obs']
+
+
+def kill_writer_mid_episode(dataset: Path, storage: str, min_written: int = 1500) -> int:
+    code = f'SRC = {SRC!r}\nDATASET = {str(dataset)!r}\nSTORAGE = {storage!r}\n' + WRITER
+    proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    last = -1
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            last = int(line)
+            if last >= min_written:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert last >= min_written, 'writer did not get far enough'
+    return last
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_sigkill_mid_episode_finished_intact_partial_repaired(tmp_path, storage):
+    dataset = tmp_path / 'ds'
+    written = kill_writer_mid_episode(dataset, storage)
+    dirs = list_episode_dirs(dataset)
+    assert [d.name for d in dirs] == ['episode_000001', 'episode_000002', 'episode_000003']
+    for ep, d in enumerate(dirs[:2]):  # finished before the kill: message for message
+        assert obs_values(d) == [float(ep * 10**6 + i) for i in range(200)]
+        assert read_sidecar(d)['status'] == 'complete'
+    assert incomplete_episodes(dataset) == [dirs[2]]
+    assert read_sidecar(dirs[2])['status'] == 'recording'
+    with pytest.raises(Exception):
+        with Reader(dirs[2]) as reader:
+            list(reader.messages())
+
+    report = repair_bag(dirs[2])
+    assert report.status == 'repaired' and report.partial
+    values = obs_values(dirs[2])
+    # a gap-free prefix of what was sent ...
+    assert values == [float(2 * 10**6 + i) for i in range(len(values))]
+    # ... missing at most the last flush period (0.2 s at ~1 kHz, plus scheduling slack)
+    print(f"{storage}: killed after >= {written} messages, recovered {len(values)}")
+    assert len(values) >= written - 600, (len(values), written)
+    assert report.message_counts['/obs'] == len(values)
+    side = read_sidecar(dirs[2])
+    assert side['status'] == 'repaired' and side['partial'] is True
+    assert Path(report.kept_original).is_file()
+    assert incomplete_episodes(dataset) == []
+    # repairing again changes nothing
+    again = repair_bag(dirs[2])
+    assert again.status == 'intact' and again.total_messages == report.total_messages
+
+
+def make_bag(tmp_path: Path, n: int = 3000) -> Path:
+    ts = RecordingTypestore()
+    Float = ts.store.types['std_msgs/msg/Float64']
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path / 'src_ds'), flush_period_s=0.0))
+    rec.start()
+    for i in range(n):
+        raw = bytes(ts.store.serialize_cdr(Float(data=float(i)), 'std_msgs/msg/Float64'))
+        rec.write('/obs', 'std_msgs/msg/Float64', raw, 10**9 + i * 10**6)
+        if i % 100 == 99:
+            rec.flush()
+    rec.stop()
+    return list_episode_dirs(tmp_path / 'src_ds')[0]
+
+
+def test_truncated_copies_give_a_prefix(tmp_path):
+    bag = make_bag(tmp_path)
+    data = (bag / f'{bag.name}.mcap').read_bytes()
+    seen = []
+    for frac in (0.3, 0.55, 0.8, 0.97):
+        cut = tmp_path / f'cut{int(frac * 100)}' / bag.name
+        cut.mkdir(parents=True)
+        (cut / f'{bag.name}.mcap').write_bytes(data[:int(len(data) * frac)])
+        report = repair_bag(cut)
+        values = obs_values(cut)
+        assert values == [float(i) for i in range(len(values))]
+        assert report.partial and report.bytes_unusable > 0
+        seen.append(len(values))
+    # the summary section is large: late cuts lose only the summary, not messages
+    assert seen == sorted(seen) and 0 < seen[0] < 3000 and seen[-1] <= 3000
+
+
+def test_intact_bag_is_left_alone(tmp_path):
+    bag = make_bag(tmp_path, 50)
+    before = {p.name: p.stat().st_mtime_ns for p in bag.iterdir()}
+    report = repair_bag(bag)
+    assert report.status == 'intact' and not report.partial
+    assert report.message_counts == {'/obs': 50}
+    assert {p.name: p.stat().st_mtime_ns for p in bag.iterdir()} == before
+
+
+def test_missing_metadata_only_is_rebuilt_complete(tmp_path):
+    bag = make_bag(tmp_path, 50)
+    (bag / 'metadata.yaml').unlink()
+    report = repair_bag(bag)
+    assert report.status == 'repaired' and not report.partial
+    assert obs_values(bag) == [float(i) for i in range(50)]
+
+
+def bag_with_file(tmp_path: Path, content: bytes, name: str = 'bad') -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    (d / f'{name}.mcap').write_bytes(content)
+    return d
+
+
+def test_clear_errors_for_unrepairable_input(tmp_path):
+    with pytest.raises(RepairError, match='no such file'):
+        repair_bag(tmp_path / 'nope')
+    (tmp_path / 'emptydir').mkdir()
+    with pytest.raises(RepairError, match='no .mcap or .db3'):
+        repair_bag(tmp_path / 'emptydir')
+    with pytest.raises(RepairError, match='empty'):
+        repair_bag(bag_with_file(tmp_path, b'', 'empty'))
+    with pytest.raises(RepairError, match='not an MCAP or sqlite3'):
+        repair_bag(bag_with_file(tmp_path, b'hello, this is a text file\n' * 10, 'foreign'))
+    with pytest.raises(RepairError, match='inside the MCAP magic'):
+        repair_bag(bag_with_file(tmp_path, b'\x89MCA', 'magic'))
+    bag = make_bag(tmp_path, 10)
+    header_only = (bag / f'{bag.name}.mcap').read_bytes()[:40]
+    d = bag_with_file(tmp_path, header_only, 'header_only')
+    with pytest.raises(RepairError, match='nothing to recover'):
+        repair_bag(d)
+    # nothing was changed by a refused repair
+    assert sorted(p.name for p in d.iterdir()) == ['header_only.mcap']
+    assert not any(p.name.startswith('.') for p in tmp_path.iterdir())
