@@ -83,13 +83,12 @@ REQS=()
 if [ "$MODE" = wheels ]; then
     REQS+=(requirements/ros-kilted.txt requirements/base.txt)
 else
-    # Build on the underlay's own numpy, PyYAML, catkin_pkg and colcon where it has them:
-    # a second copy in the venv would shadow the one the ROS packages were built against.
+    # Keep the underlay's own numpy and PyYAML where it has them: a second copy in the venv
+    # would shadow the one its ROS packages were built against. colcon is installed into
+    # the venv all the same, so that console scripts get the venv's python as interpreter.
     "$VPY" - requirements/base.txt "$STAMPS/base-system.txt" <<'PY'
 import importlib.util, re, sys
-provided = {'numpy': ['numpy'], 'pyyaml': ['yaml'], 'setuptools': ['setuptools'],
-            'catkin-pkg': ['catkin_pkg'], 'colcon-common-extensions': ['colcon_core', 'colcon_ros'],
-            'colcon-defaults': ['colcon_defaults']}
+provided = {'numpy': ['numpy'], 'pyyaml': ['yaml']}
 out = []
 for line in open(sys.argv[1]):
     name = re.split(r'[\[=<>~ ;#]', line.strip(), maxsplit=1)[0].lower().replace('_', '-')
