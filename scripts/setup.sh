@@ -174,9 +174,12 @@ else
     rm -f "$BUILD_STAMP"
     # shellcheck disable=SC1091
     ROBOT_TRAINING_ENV_UNDERLAY_ONLY=1 source scripts/env.sh || die "scripts/env.sh failed"
-    command -v colcon >/dev/null 2>&1 || die "colcon not found (it should be in $VENV/bin)"
+    # colcon run by the venv's python (wherever colcon itself is installed): the console
+    # scripts it installs then start with that python, which sees every dependency.
+    "$VPY" -c 'import colcon_core' 2>/dev/null || die "colcon is not importable by $VPY"
     log "colcon build of robot_training and robot_training_msgs"
-    colcon build --symlink-install \
+    "$VPY" -c 'import sys; from colcon_core.command import main; sys.exit(main())' \
+        build --symlink-install \
         --cmake-args -DPython3_EXECUTABLE="$VPY" -DBUILD_TESTING=OFF \
         || die "colcon build failed; logs are in $ROOT/log/latest_build"
     echo "$BUILD_KEY" > "$BUILD_STAMP"
