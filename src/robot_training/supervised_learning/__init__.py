@@ -1,1 +1,1 @@
-
+"""Imitation learning: behavioral cloning and the seed's ``train_supervised``."""

@@ -1,0 +1,305 @@
+"""Command line: ``python -m robot_training.train`` (console script ``train``).
+
+::
+
+    train --mode policy --algorithm sac --env InvertedPendulum-v5 --total-timesteps 20000
+    train --mode supervised --data data/demonstrations.pkl.gz
+    train --mode all                       # every component in turn, small budgets
+    train --mode policy --algorithm ppo --resume          # newest checkpoint of the run
+
+Modes are functions ``(cfg, args) -> [summary rows]`` in the :data:`MODES` registry. Bad input
+(unknown env, bad config key, missing checkpoint) prints one ``train: error:`` line and exits
+with status 2; a mode whose implementation is not in this installation exits with status 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+class ModeUnavailable(Exception):
+    """A mode whose implementation is not part of this installation (exit status 3)."""
+
+
+class Row(NamedTuple):
+    component: str
+    checkpoint: str
+    metric: str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train", description="Train robot_training components.")
+    p.add_argument("--mode", choices=sorted(MODES), default="all", help="component(s) to train (default: all)")
+    p.add_argument("--algorithm", choices=["ppo", "sac"], default=None,
+                   help="policy algorithm (default: ppo for --mode policy, sac for --mode all)")
+    p.add_argument("--config", default=None, help="YAML file overriding config/default_config.yaml")
+    p.add_argument("--env", default=None, help="Gymnasium id (default: training.env)")
+    p.add_argument("--total-timesteps", type=int, default=None, help="environment-step budget")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                   help="continue from CHECKPOINT, or from the newest checkpoint of the run")
+    p.add_argument("--data", default=None,
+                   help="trajectory file (or rosbag2 folder) for supervised / world_model / dreamer")
+    p.add_argument("--checkpoint-dir", default=None, help="root of the checkpoint layout (training.checkpoint_dir)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(args):
+    from robot_training.config import load_config
+
+    training = {}
+    if args.env is not None:
+        training["env"] = args.env
+    if args.total_timesteps is not None:
+        training["total_timesteps"] = args.total_timesteps
+    if args.seed is not None:
+        training["seed"] = args.seed
+    if args.device is not None:
+        training["device"] = args.device
+    if args.checkpoint_dir is not None:
+        training["checkpoint_dir"] = args.checkpoint_dir
+    if args.no_progress:
+        training["progress_bar"] = False
+    return load_config(args.config, {"training": training} if training else None)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_data(path: str):
+    """Trajectories from a file written by save_trajectories, or from a rosbag2 folder."""
+    from robot_training.data.trajectory import load_trajectories
+
+    p = Path(path)
+    if p.is_dir():
+        if importlib.util.find_spec("robot_training.data.bag_dataset") is None:
+            raise UsageError(f"--data {path}: is a folder (a rosbag2 bag?); reading bags needs "
+                             "robot_training.data.bag_dataset, which is not available yet")
+        from robot_training.data.bag_dataset import load_bag_dataset
+
+        return list(load_bag_dataset(p))
+    if not p.exists():
+        raise UsageError(f"--data {path}: no such file or folder")
+    return load_trajectories(p)
+
+
+def default_demonstrations_path(cfg) -> Path:
+    return Path(cfg.training.checkpoint_dir) / "data" / "demonstrations.pkl.gz"
+
+
+def _data_or_default(cfg, args, mode: str):
+    if args.data is not None:
+        return load_data(args.data)
+    default = default_demonstrations_path(cfg)
+    if default.is_file():
+        return load_data(str(default))
+    raise UsageError(f"--mode {mode} needs --data PATH (a trajectory file or bag folder); "
+                     f"no default data at {default} (--mode all writes it)")
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def evaluate_policy(policy, env_id: str, episodes: int, seed: int = 10_000) -> float:
+    """Mean return of ``episodes`` deterministic episodes."""
+    from robot_training.utils.data_collection import DataCollector
+
+    collector = DataCollector(env_id, seed=seed)
+    try:
+        trajs = collector.collect_episodes(episodes, policy=policy, deterministic=True)
+    finally:
+        collector.close()
+    return float(sum(t.episode_return for t in trajs) / max(len(trajs), 1))
+
+
+def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:
+    from robot_training.envs.make import check_env_id
+    from robot_training.policies.train_policy import PolicyTrainer, resolve_budget
+
+    algorithm = algorithm or args.algorithm or "ppo"
+    env_id = cfg.training.env
+    check_env_id(env_id)
+    budget = resolve_budget(cfg)
+    trainer = PolicyTrainer(algorithm, env_id, config=cfg, env_name=env_id)
+    try:
+        if args.resume:
+            path = trainer.resume(None if args.resume is True else args.resume)
+            trainer.config = trainer.config.replace(training={"progress_bar": cfg.training.progress_bar,
+                                                              "checkpoint_dir": cfg.training.checkpoint_dir})
+            print(f"resumed {algorithm} from {path} at step {trainer.num_timesteps}", flush=True)
+        trainer.learn(budget)
+        metric = evaluate_policy(trainer, env_id, cfg.training.eval_episodes)
+        if trainer.logger is not None:
+            trainer.logger.scalar("eval/mean_return", metric, trainer.num_timesteps)
+    finally:
+        trainer.close()
+    run_policy.last_trainer = trainer
+    return [Row(f"policy ({algorithm}, {env_id}, {trainer.num_timesteps} steps)", str(trainer.final_checkpoint),
+                f"eval return {metric:.1f}")]
+
+
+def run_supervised(cfg, args, trajectories=None) -> List[Row]:
+    from robot_training.supervised_learning.train_supervised import train_behavioral_cloning
+
+    demos = trajectories if trajectories is not None else _data_or_default(cfg, args, "supervised")
+    trainer = train_behavioral_cloning(demos, config=cfg, resume=args.resume if args.mode == "supervised" else False)
+    return [Row(f"supervised (bc, {len(demos)} episodes)", str(trainer.final_checkpoint),
+                f"validation loss {trainer.validation_loss:.4f}")]
+
+
+def _external(module: str, mode: str) -> Callable:
+    """``module.run_cli`` if that module is part of this installation."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise ModeUnavailable(f"mode '{mode}' is not available yet ({module} is not in this installation)")
+    run = getattr(importlib.import_module(module), "run_cli", None)
+    if run is None:
+        raise ModeUnavailable(f"mode '{mode}' is not available yet ({module} has no run_cli)")
+    return run
+
+
+def _external_rows(result, component: str) -> List[Row]:
+    result = result or {}
+    metric = result.get("metric", result.get("final_metric", ""))
+    if isinstance(metric, float):
+        metric = f"{metric:.4g}"
+    return [Row(result.get("component", component), str(result.get("checkpoint", "")), str(metric))]
+
+
+def run_world_model(cfg, args, trajectories=None) -> List[Row]:
+    run = _external("robot_training.world_models.train_world_model", "world_model")
+    if trajectories is None and args.data is not None:
+        trajectories = load_data(args.data)
+    return _external_rows(run(cfg, args, trajectories=trajectories), "world_model")
+
+
+def run_dreamer(cfg, args, trajectories=None) -> List[Row]:
+    run = _external("robot_training.reinforcement_learning.train_dreamer", "dreamer")
+    if trajectories is None and args.data is not None:
+        trajectories = load_data(args.data)
+    return _external_rows(run(cfg, args, trajectories=trajectories), "dreamer")
+
+
+#: budgets of --mode all on the embedded default (a few minutes on 2 CPU cores)
+ALL_POLICY_STEPS = 10_000
+ALL_DEMONSTRATIONS = 20
+ALL_BC_EPOCHS = 30
+
+
+def run_all(cfg, args) -> List[Row]:
+    """policy → demonstrations from it → BC → world model → Dreamer, small budgets."""
+    from robot_training.utils.data_collection import DataCollector
+
+    rows: List[Row] = []
+    policy_cfg = cfg
+    if cfg.training.total_timesteps is None:
+        policy_cfg = cfg.replace(training={"total_timesteps": ALL_POLICY_STEPS},
+                                 sac={"learning_starts": min(cfg.sac.learning_starts, 1000)})
+    rows += run_policy(policy_cfg, args, algorithm=args.algorithm or "sac")
+    expert = run_policy.last_trainer
+    collector = DataCollector(cfg.training.env, seed=cfg.training.seed + 1)
+    demos = collector.collect_episodes(ALL_DEMONSTRATIONS, policy=expert)
+    collector.close()
+    data_path = collector_path = default_demonstrations_path(cfg)
+    collector.save_trajectories(collector_path)
+    mean_ret = sum(t.episode_return for t in demos) / len(demos)
+    rows.append(Row(f"demonstrations ({len(demos)} episodes)", str(data_path), f"mean return {mean_ret:.1f}"))
+    bc_cfg = cfg.replace(bc={"num_epochs": min(cfg.bc.num_epochs, ALL_BC_EPOCHS)})
+    rows += run_supervised(bc_cfg, args, trajectories=demos)
+    bc_row = rows[-1]
+    from robot_training.supervised_learning.bc import BehavioralCloning
+
+    bc = BehavioralCloning().load(bc_row.checkpoint)
+    rows[-1] = bc_row._replace(metric=bc_row.metric + f", eval return {evaluate_policy(bc, cfg.training.env, cfg.training.eval_episodes):.1f}")
+    unavailable = []
+    for name, fn in (("world_model", run_world_model), ("dreamer", run_dreamer)):
+        try:
+            rows += fn(cfg, args, trajectories=demos)
+        except ModeUnavailable as exc:
+            unavailable.append(str(exc))
+            rows.append(Row(name, "-", "not available yet"))
+    run_all.unavailable = unavailable
+    return rows
+
+
+#: mode → function (an explicit registry)
+MODES: Dict[str, Callable] = {
+    "all": run_all,
+    "policy": run_policy,
+    "supervised": run_supervised,
+    "world_model": run_world_model,
+    "dreamer": run_dreamer,
+}
+
+
+def print_table(rows: List[Row]) -> None:
+    headers = Row("component", "checkpoint", "final metric")
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(3)]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    for r in [headers, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+        if r is headers:
+            print(line)
+    print(line, flush=True)
+
+
+def _user_errors():
+    import gymnasium
+
+    from robot_training.checkpoint import CheckpointError
+    from robot_training.config import ConfigError
+    from robot_training.data.trajectory import TrajectoryError
+    from robot_training.envs.make import EnvError
+
+    return (UsageError, ConfigError, CheckpointError, TrajectoryError, EnvError, gymnasium.error.Error)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    errors = _user_errors()
+    try:
+        cfg = config_from_args(args)
+        from robot_training.config import resolve_device
+
+        resolve_device(cfg.training.device)
+        if args.resume and args.mode == "all":
+            raise UsageError("--resume works with a single --mode (policy or supervised)")
+        rows = MODES[args.mode](cfg, args)
+    except ModeUnavailable as exc:
+        print(f"train: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except errors as exc:
+        print(f"train: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("train: interrupted", file=sys.stderr)
+        return 130
+    print_table(rows)
+    unavailable = getattr(run_all, "unavailable", []) if args.mode == "all" else []
+    if unavailable:
+        for msg in unavailable:
+            print(f"train: error: {msg}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
