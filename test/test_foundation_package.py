@@ -73,7 +73,9 @@ def test_package_manifests_are_valid():
 
 
 def test_colcon_discovers_both_packages():
-    out = subprocess.run(['colcon', 'list'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # colcon through this interpreter: a system ROS may have colcon without a `colcon` on PATH
+    colcon = [sys.executable, '-c', 'import sys; from colcon_core.command import main; sys.exit(main())']
+    out = subprocess.run(colcon + ['list'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     found = {line.split('\t')[0]: line.split('\t')[-1] for line in out.stdout.splitlines() if '\t' in line}
     assert found.get('robot_training') == '(ros.ament_python)', out.stdout
