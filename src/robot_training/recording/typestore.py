@@ -94,9 +94,28 @@ class RecordingTypestore:
         text, _ = self.store.generate_msgdef(msgtype, ros_version=2)
         return text, self.store.hash_rihs01(msgtype)
 
+    def has_header(self, msgtype: str) -> bool:
+        """True when the first field is ``std_msgs/msg/Header`` (stamp at a fixed offset)."""
+        fields = self.store.fielddefs.get(msgtype, (None, []))[1]
+        return bool(fields) and fields[0][0] == 'header' and fields[0][1][1] == 'std_msgs/msg/Header'
+
     def deserialize(self, raw: bytes | memoryview, msgtype: str) -> object:
         self.ensure(msgtype)
         return self.store.deserialize_cdr(raw, msgtype)
+
+
+def header_stamp_ns(raw: bytes | memoryview) -> Optional[int]:
+    """``header.stamp`` of a serialized message whose first field is a Header, in ns.
+
+    The stamp is the first thing after the 4-byte encapsulation header (int32 sec, uint32
+    nanosec), in the byte order that header names. None when the bytes are too short.
+    """
+    if len(raw) < 12:
+        return None
+    order = 'little' if raw[1] & 1 else 'big'
+    sec = int.from_bytes(raw[4:8], order, signed=True)
+    nsec = int.from_bytes(raw[8:12], order)
+    return sec * 1_000_000_000 + nsec
 
 
 def _referenced_names(ftype: object) -> list[str]:

@@ -1,0 +1,193 @@
+"""rclpy helpers shared by the recorder node and ROSDataCollector.
+
+``TopicRecorder`` finds the topics to record on the graph, subscribes to each with
+``raw=True`` and a QoS that matches its publishers, and hands the serialized bytes to a
+:class:`robot_training.recording.DatasetRecorder` (no deserialization).
+Message classes are resolved only for interface packages registered in the ament index
+(``rosidl_interfaces``) and for well-formed ``pkg/msg/Type`` names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+
+from robot_training.recording import DatasetRecorder, RecordingError, UnknownMessageType
+from robot_training.recording.typestore import header_stamp_ns, valid_msgtype
+
+# Topics of the ROS machinery itself, never recorded by "all topics".
+DEFAULT_EXCLUDES = ('/rosout', '/parameter_events')
+SUBSCRIPTION_DEPTH = 100
+
+
+def _interface_packages() -> dict[str, Path]:
+    """Interface packages of the ament index: name -> resource file."""
+    found: dict[str, Path] = {}
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if not prefix:
+            continue
+        index = Path(prefix) / 'share' / 'ament_index' / 'resource_index' / 'rosidl_interfaces'
+        if index.is_dir():
+            for entry in index.iterdir():
+                found.setdefault(entry.name, entry)
+    return found
+
+
+_PACKAGES: Optional[dict[str, Path]] = None
+
+
+def message_class(msgtype: str):
+    """The rclpy message class of ``pkg/msg/Type``, for installed interface packages only."""
+    global _PACKAGES
+    if not valid_msgtype(msgtype):
+        raise UnknownMessageType(f'refusing message type name {msgtype!r} (expected pkg/msg/Type)')
+    pkg, _, name = msgtype.split('/')
+    if _PACKAGES is None or pkg not in _PACKAGES:
+        _PACKAGES = _interface_packages()
+    resource = _PACKAGES.get(pkg)
+    if resource is None:
+        raise UnknownMessageType(f'{pkg!r} is not an interface package in the ament index')
+    listed = resource.read_text(encoding='utf-8').split()
+    if not any(entry.split(';')[0] in (f'msg/{name}.idl', f'msg/{name}.msg') for entry in listed):
+        raise UnknownMessageType(f'{msgtype!r} is not listed by package {pkg!r}')
+    module = importlib.import_module(f'{pkg}.msg')
+    return getattr(module, name)
+
+
+def matching_qos(endpoints: Iterable) -> QoSProfile:
+    """A subscription QoS compatible with every publisher: best effort if any publisher is,
+    transient-local only if all are."""
+    endpoints = list(endpoints)
+    reliable = bool(endpoints) and all(
+        e.qos_profile.reliability == ReliabilityPolicy.RELIABLE for e in endpoints)
+    latched = bool(endpoints) and all(
+        e.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for e in endpoints)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=SUBSCRIPTION_DEPTH,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+def offered_qos(endpoints: Iterable) -> list:
+    """Publisher QoS profiles as rosbags ``Qos`` (kept in the bag's topic metadata)."""
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
+                                    QosReliability, QosTime)
+
+    def t(duration) -> QosTime:
+        ns = int(duration.nanoseconds)
+        return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+    out = []
+    for e in endpoints:
+        q = e.qos_profile
+        try:
+            out.append(Qos(QosHistory(int(q.history)), int(q.depth),
+                           QosReliability(int(q.reliability)), QosDurability(int(q.durability)),
+                           t(q.deadline), t(q.lifespan), QosLiveliness(int(q.liveliness)),
+                           t(q.liveliness_lease_duration), bool(q.avoid_ros_namespace_conventions)))
+        except (ValueError, AttributeError):
+            continue
+    return out
+
+
+class TopicRecorder:
+    """Discovers topics and feeds their raw messages to a DatasetRecorder.
+
+    ``wanted`` maps topic -> expected type ('' when any type is fine); ``all_topics`` adds
+    every topic on the graph except ``exclude``. Call :meth:`discover` periodically.
+    """
+
+    def __init__(self, node: Node, recorder: DatasetRecorder, *, wanted: dict[str, str],
+                 all_topics: bool = False, exclude: Iterable[str] = (),
+                 on_error: Optional[Callable[[str], None]] = None) -> None:
+        self.node = node
+        self.recorder = recorder
+        self.wanted = dict(wanted)
+        self.all_topics = all_topics
+        self.exclude = set(DEFAULT_EXCLUDES) | set(exclude)
+        self.subscriptions: dict[str, object] = {}
+        self.refused: dict[str, str] = {}
+        self.on_error = on_error
+        self._clock = node.get_clock()
+
+    def discover(self) -> list[str]:
+        """Subscribe to wanted topics that have appeared; returns the new ones."""
+        new = []
+        for topic, types in self.node.get_topic_names_and_types():
+            if topic in self.subscriptions or topic in self.refused:
+                continue
+            if topic in self.exclude or topic.startswith('/_') or '/_action/' in topic:
+                continue
+            expected = self.wanted.get(topic)
+            if expected is None and not self.all_topics:
+                continue
+            if expected:
+                if expected not in types:
+                    self._refuse(topic, f'type on the graph {types} is not the expected {expected}')
+                    continue
+                msgtype = expected
+            else:
+                if len(types) != 1:
+                    self._refuse(topic, f'several types on the graph: {types}')
+                    continue
+                msgtype = types[0]
+            publishers = [e for e in self.node.get_publishers_info_by_topic(topic)
+                          if e.topic_type == msgtype]
+            if not publishers:
+                continue  # only a subscriber so far: match QoS once a publisher exists
+            try:
+                cls = message_class(msgtype)
+                self.recorder.add_topic(topic, msgtype, offered_qos(publishers))
+            except (UnknownMessageType, ImportError, AttributeError) as err:
+                self._refuse(topic, str(err))
+                continue
+            qos = matching_qos(publishers)
+            self.subscriptions[topic] = self.node.create_subscription(
+                cls, topic, self._callback(topic, msgtype), qos, raw=True)
+            self.node.get_logger().info(
+                f'recording {topic} [{msgtype}] reliability={qos.reliability.name.lower()} '
+                f'durability={qos.durability.name.lower()}')
+            new.append(topic)
+        return new
+
+    def _refuse(self, topic: str, why: str) -> None:
+        self.refused[topic] = why
+        self.node.get_logger().warning(f'not recording {topic}: {why}')
+
+    def _callback(self, topic: str, msgtype: str):
+        recorder, clock = self.recorder, self._clock
+        stamped = recorder.typestore.has_header(msgtype)
+
+        def on_message(raw: bytes, info) -> None:
+            now = clock.now().nanoseconds
+            if stamped:
+                stamp = header_stamp_ns(raw)
+            else:
+                stamp = info.get('source_timestamp') if isinstance(info, dict) else None
+            try:
+                recorder.write(topic, msgtype, raw, now, stamp)
+            except RecordingError as err:
+                if self.on_error is not None:
+                    self.on_error(str(err))
+
+        return on_message
+
+    def destroy(self) -> None:
+        for sub in self.subscriptions.values():
+            self.node.destroy_subscription(sub)
+        self.subscriptions.clear()
+
+
+def monotonic_s() -> float:
+    return time.monotonic()
