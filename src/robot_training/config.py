@@ -35,14 +35,21 @@ class ConfigError(ValueError):
 
 @dataclass
 class WorldModelConfig:
-    """RSSM world model (PlaNet / DreamerV3 style)."""
+    """RSSM world model (PlaNet / DreamerV3 style).
+
+    ``size`` names a preset (``tiny``, ``small``, ``medium``, ``dreamerv3_s``; see
+    ``robot_training.world_models.presets``) that replaces the architecture keys
+    (``state_dim``, ``hidden_dim``, ``stoch_dim``, ``num_classes``, ``mlp_layers``, ``cnn_depth``,
+    ``encoder_*``); ``null`` uses the keys as written. Batch, sequence and optimiser keys are
+    never touched by a preset.
+    """
 
     state_dim: int = 256
     """Size of the deterministic (GRU) state."""
     action_dim: int = 4
     """Action size used when no environment or dataset says otherwise."""
     hidden_dim: int = 256
-    """Width of the MLPs (encoder, decoder, heads, RSSM cells)."""
+    """Width of the MLPs (decoder, heads, RSSM cells)."""
     learning_rate: float = 0.0001
     batch_size: int = 32
     sequence_length: int = 50
@@ -56,13 +63,27 @@ class WorldModelConfig:
     """Uniform mix of categorical latents."""
     mlp_layers: int = 2
     cnn_depth: int = 32
+    encoder_hidden_dim: Optional[int] = None
+    """Width of the vector encoder and decoder MLPs (``null``: ``hidden_dim``)."""
+    encoder_layers: Optional[int] = None
+    """Layers of the vector encoder and decoder MLPs (``null``: ``mlp_layers``)."""
     free_bits: float = 1.0
-    kl_dyn_scale: float = 0.5
-    kl_rep_scale: float = 0.1
+    kl_dyn_scale: Optional[float] = None
+    """Weight of KL(sg(posterior) || prior). ``null``: ``dreamer.kl_balance × kl_scale``."""
+    kl_rep_scale: Optional[float] = None
+    """Weight of KL(posterior || sg(prior)). ``null``: ``(1 − dreamer.kl_balance) × kl_scale``."""
+    kl_scale: float = 0.6
+    """Total KL weight split by ``dreamer.kl_balance`` (0.8 → 0.48 / 0.12, near DreamerV3's 0.5 / 0.1)."""
     grad_clip: float = 1000.0
     num_bins: int = 255
     """Bins of the two-hot symlog reward and value heads."""
     validation_fraction: float = 0.1
+    num_epochs: int = 100
+    """Epochs of ``train.py --mode world_model`` (one epoch ≈ the dataset's steps once)."""
+    size: Optional[str] = None
+    """Named size preset (see the class docstring); ``null`` keeps the keys above."""
+    precision: str = "float32"
+    """``float32`` or ``bfloat16`` (autocast; fast on CPUs with AVX512-BF16/AMX and on GPUs)."""
 
 
 @dataclass
@@ -124,6 +145,7 @@ class DreamerConfig:
     imagine_horizon: int = 15
     discount: float = 0.99
     kl_balance: float = 0.8
+    """Share of the world model's KL weight on training the prior (see ``world_model.kl_scale``)."""
     lambda_: float = 0.95
     actor_lr: float = 0.00003
     critic_lr: float = 0.00003
@@ -139,6 +161,14 @@ class DreamerConfig:
     mlp_layers: int = 2
     compile: bool = False
     """torch.compile the update (switch off where it does not help)."""
+    actor_gradient: str = "dynamics"
+    """``dynamics`` (backpropagate returns through the world model) or ``reinforce``."""
+    actor_grad_clip: float = 100.0
+    critic_grad_clip: float = 100.0
+    replay_capacity: int = 1000000
+    """Environment steps kept in the online replay."""
+    eval_every: int = 5000
+    """Environment steps between evaluations (online)."""
 
 
 @dataclass

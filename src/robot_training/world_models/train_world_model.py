@@ -1,0 +1,375 @@
+"""Train an RSSM world model on recorded trajectories (the seed's ``train_world_model``).
+
+::
+
+    from robot_training.world_models.train_world_model import train_world_model
+
+    trainer = train_world_model(trajectories=trajectory_list, observation_shape=(64, 64, 3),
+                                num_epochs=100)
+    trainer.validation_loss()                       # mean loss on held-out episodes
+    pred = trainer.open_loop_prediction(obs, actions, context=5)
+    trainer.save_checkpoint("world_model.pt"); trainer.load_checkpoint("world_model.pt")
+
+One *epoch* is as many updates of ``batch_size × sequence_length`` steps as the training
+episodes hold steps (at least one). ``world_model.validation_fraction`` of the episodes (at
+least one when there are two or more) is held out for :meth:`WorldModelTrainer.validation_loss`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from robot_training.checkpoint import (CheckpointError, checkpoint_directory, load_checkpoint, rng_state,
+                                       save_checkpoint, set_rng_state)
+from robot_training.config import Config, config_from_dict, resolve_device
+from robot_training.data.trajectory import Trajectory
+from robot_training.networks.encoders import ObservationShape, ObservationShapeError, split_observation_shape
+from robot_training.utils.logging import RunLogger, progress, run_name
+from robot_training.utils.seeding import set_seed
+from robot_training.world_models.presets import resolve_size
+from robot_training.world_models.replay import (SequenceReplay, action_bounds, normalize_action,
+                                                replay_from_trajectories, to_torch)
+from robot_training.world_models.world_model import WorldModel
+
+log = logging.getLogger("robot_training.world_models")
+
+CHECKPOINT_KIND = "world_model"
+ALGORITHM = "rssm"
+
+
+def autocast(device: str, precision: str):
+    """``torch.autocast`` to bfloat16 when asked for, else a no-op context."""
+    if precision == "bfloat16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    if precision != "float32":
+        raise ValueError(f"world_model.precision must be 'float32' or 'bfloat16', got {precision!r}")
+    return contextlib.nullcontext()
+
+
+def check_observation_shape(observation_shape: ObservationShape, trajectories: Sequence[Trajectory]) -> None:
+    """Raise :class:`ObservationShapeError` unless every trajectory has ``observation_shape``."""
+    split_observation_shape(observation_shape)
+    want = ({k: tuple(v) for k, v in observation_shape.items()} if isinstance(observation_shape, Mapping)
+            else tuple(observation_shape))
+    for trajectory in trajectories:
+        if trajectory.observation_shape != want:
+            raise ObservationShapeError(
+                f"trajectory {trajectory.episode_id!r} has observations of shape "
+                f"{trajectory.observation_shape}, but observation_shape={want}")
+
+
+def shape_to_plain(observation_shape: ObservationShape):
+    if isinstance(observation_shape, Mapping):
+        return {k: [int(s) for s in v] for k, v in observation_shape.items()}
+    return [int(s) for s in observation_shape]
+
+
+def shape_from_plain(value) -> ObservationShape:
+    if isinstance(value, Mapping):
+        return {k: tuple(v) for k, v in value.items()}
+    return tuple(value)
+
+
+class WorldModelTrainer:
+    """A :class:`WorldModel`, its optimiser and the data it trains on."""
+
+    def __init__(self, observation_shape: ObservationShape, action_dim: int, config: Optional[Config] = None,
+                 device: Optional[str] = None, action_low=None, action_high=None):
+        self.config = resolve_size(config or Config())
+        self.device = resolve_device(device or self.config.training.device)
+        self.observation_shape = shape_from_plain(observation_shape)
+        self.action_dim = int(action_dim)
+        self.action_low = None if action_low is None else np.asarray(action_low, np.float32)
+        self.action_high = None if action_high is None else np.asarray(action_high, np.float32)
+        wm = self.config.world_model
+        self.model = WorldModel(self.observation_shape, self.action_dim, self.config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=wm.learning_rate, eps=1e-8)
+        self.updates = 0
+        self.train_replay: Optional[SequenceReplay] = None
+        self.validation_replay: Optional[SequenceReplay] = None
+        self.rng = np.random.default_rng(self.config.training.seed)
+
+    # ------------------------------------------------------------------ training
+    def autocast(self):
+        return autocast(self.device, self.config.world_model.precision)
+
+    def train_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
+        """One gradient update on a NumPy or tensor batch; returns scalar metrics."""
+        batch = to_torch(batch, self.device)
+        self.model.train()
+        with self.autocast():
+            total, losses, _, metrics = self.model.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.world_model.grad_clip)
+        self.optimizer.step()
+        self.updates += 1
+        out = {f"world_model/{k}_loss": float(v.detach().float().mean()) for k, v in losses.items()}
+        out.update({f"world_model/{k}": float(v) for k, v in metrics.items()})
+        out["world_model/loss"] = float(total.detach())
+        out["world_model/grad_norm"] = float(grad_norm)
+        return out
+
+    def set_data(self, trajectories: Sequence[Trajectory], validation_fraction: Optional[float] = None) -> None:
+        """Split episodes into training and validation replays (actions scaled to [-1, 1])."""
+        trajectories = list(trajectories)
+        if not trajectories:
+            raise ValueError("train_world_model needs at least one trajectory")
+        check_observation_shape(self.observation_shape, trajectories)
+        for t in trajectories:
+            if t.action_dim != self.action_dim:
+                raise ValueError(f"trajectory {t.episode_id!r} has action_dim {t.action_dim}, "
+                                 f"the model expects {self.action_dim}")
+        if self.action_low is None:
+            self.action_low, self.action_high = action_bounds(trajectories)
+        fraction = self.config.world_model.validation_fraction if validation_fraction is None else validation_fraction
+        order = np.random.default_rng(self.config.training.seed).permutation(len(trajectories))
+        num_val = min(len(trajectories) - 1, max(1, round(fraction * len(trajectories)))) if fraction > 0 else 0
+        val = [trajectories[i] for i in order[:num_val]]
+        train = [trajectories[i] for i in order[num_val:]]
+        self.train_replay = replay_from_trajectories(train, self.action_low, self.action_high)
+        self.validation_replay = replay_from_trajectories(val, self.action_low, self.action_high) if val else None
+
+    def sequence_length(self, replay: SequenceReplay) -> int:
+        return min(self.config.world_model.sequence_length, len(replay))
+
+    def sample(self, replay: SequenceReplay, rng: Optional[np.random.Generator] = None) -> Dict[str, Any]:
+        return replay.sample(self.config.world_model.batch_size, self.sequence_length(replay), rng or self.rng)
+
+    def updates_per_epoch(self) -> int:
+        wm = self.config.world_model
+        return max(1, len(self.train_replay) // (wm.batch_size * self.sequence_length(self.train_replay)))
+
+    @torch.no_grad()
+    def validation_loss(self, num_batches: int = 4, seed: int = 12345) -> float:
+        """Mean world-model loss on held-out episodes (training episodes if none were held out).
+
+        Uses fixed seeds (batches and latent samples) so successive calls are comparable.
+        """
+        replay = self.validation_replay or self.train_replay
+        if replay is None:
+            raise RuntimeError("no data: call set_data() (or train_world_model) first")
+        rng = np.random.default_rng(seed)
+        self.model.eval()
+        values = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for _ in range(num_batches):
+                with self.autocast():
+                    total, _, _, _ = self.model.loss(to_torch(self.sample(replay, rng), self.device))
+                values.append(float(total))
+        return float(np.mean(values))
+
+    def fit(self, num_updates: int, logger: Optional[RunLogger] = None, show_progress: bool = False,
+            log_every: int = 50, checkpoint_every: int = 0, checkpoint_dir: Optional[Path] = None) -> Dict[str, float]:
+        """Run ``num_updates`` gradient updates on the training replay."""
+        metrics: Dict[str, float] = {}
+        bar = progress(num_updates, "world model", enabled=show_progress, unit="update")
+        for _ in range(num_updates):
+            metrics = self.train_step(self.sample(self.train_replay))
+            bar.update(1)
+            if logger is not None and self.updates % log_every == 0:
+                logger.scalars(metrics, self.updates)
+            if checkpoint_every and checkpoint_dir and self.updates % checkpoint_every == 0:
+                self.save_checkpoint(Path(checkpoint_dir) / f"world_model_{self.updates}.pt")
+        bar.close()
+        return metrics
+
+    # ------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def open_loop_prediction(self, observations, actions: np.ndarray, context: int) -> Dict[str, np.ndarray]:
+        """Observe ``context`` steps, then imagine the rest under the given actions.
+
+        ``observations`` ``(B, T, ...)`` (or dict) and ``actions`` ``(B, T, A)`` follow the
+        trajectory convention (``actions[:, t]`` taken at ``observations[:, t]``; raw units).
+        Returns NumPy ``observation`` / ``reward`` / ``continue`` predictions for the steps
+        ``context .. T-1`` (``reward[:, i]`` predicts the reward of the action before that step).
+        """
+        actions = np.asarray(actions, np.float32)
+        if actions.ndim == 2:  # a single sequence
+            actions = actions[None]
+            observations = ({k: np.asarray(v)[None] for k, v in observations.items()}
+                            if isinstance(observations, Mapping) else np.asarray(observations)[None])
+        if self.action_low is not None:
+            actions = normalize_action(actions, self.action_low, self.action_high)
+        batch_size, length = actions.shape[:2]
+        previous = np.concatenate([np.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
+        is_first = np.zeros((batch_size, length), bool)
+        is_first[:, 0] = True
+        batch = to_torch({"observation": observations, "action": previous, "is_first": is_first}, self.device)
+        self.model.eval()
+        with self.autocast():
+            pred = self.model.open_loop(batch, context)
+
+        def tail(value):
+            if isinstance(value, dict):
+                return {k: tail(v) for k, v in value.items()}
+            return value[:, context:].float().cpu().numpy() if value.dtype != torch.uint8 else value[:, context:].cpu().numpy()
+
+        return {k: tail(v) for k, v in pred.items()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "observation_shape": shape_to_plain(self.observation_shape),
+            "action_dim": self.action_dim,
+            "action_low": None if self.action_low is None else torch.as_tensor(self.action_low),
+            "action_high": None if self.action_high is None else torch.as_tensor(self.action_high),
+            "updates": self.updates,
+            "rng": rng_state(self.rng),
+        }
+
+    def save_checkpoint(self, path: Union[str, os.PathLike]) -> Path:
+        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict(), config=self.config.to_dict())
+
+    def load_checkpoint(self, path: Union[str, os.PathLike]) -> None:
+        data = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        shape = shape_from_plain(data["observation_shape"])
+        if shape != self.observation_shape or data["action_dim"] != self.action_dim:
+            raise CheckpointError(
+                f"{path}: world model for observations {shape} and {data['action_dim']} actions; "
+                f"this trainer has {self.observation_shape} and {self.action_dim}")
+        try:
+            self.model.load_state_dict(data["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit this model's sizes ({exc})") from None
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.updates = int(data["updates"])
+        if data.get("action_low") is not None:
+            self.action_low = data["action_low"].numpy()
+            self.action_high = data["action_high"].numpy()
+        set_rng_state(data["rng"], self.rng)
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, os.PathLike], device: Optional[str] = None) -> "WorldModelTrainer":
+        data = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        cfg = config_from_dict(data["config"], source=str(path))
+        trainer = cls(shape_from_plain(data["observation_shape"]), data["action_dim"], cfg, device or "cpu")
+        trainer.load_checkpoint(path)
+        return trainer
+
+
+def train_world_model(trajectories: Sequence[Trajectory], observation_shape: ObservationShape,
+                      num_epochs: int = 100, config: Optional[Config] = None, device: Optional[str] = None,
+                      seed: Optional[int] = None, logger: Optional[RunLogger] = None,
+                      show_progress: bool = False, checkpoint_dir: Union[str, os.PathLike, None] = None,
+                      resume: Union[str, os.PathLike, None] = None) -> WorldModelTrainer:
+    """Train a world model for ``num_epochs`` epochs and return the :class:`WorldModelTrainer`."""
+    trajectories = list(trajectories)
+    cfg = config or Config()
+    if seed is not None:
+        cfg = cfg.replace(training={"seed": seed})
+    set_seed(cfg.training.seed, cfg.training.torch_threads)
+    check_observation_shape(observation_shape, trajectories)
+    trainer = WorldModelTrainer(observation_shape, trajectories[0].action_dim, cfg, device)
+    if resume:
+        trainer.load_checkpoint(resume)
+    trainer.set_data(trajectories)
+    total = num_epochs * trainer.updates_per_epoch()
+    remaining = max(0, total - trainer.updates)
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+    trainer.fit(remaining, logger=logger, show_progress=show_progress,
+                checkpoint_every=cfg.training.checkpoint_every if checkpoint_dir else 0,
+                checkpoint_dir=checkpoint_dir)
+    return trainer
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def resolve_resume(resume, directory: Path, prefix: str) -> Optional[Path]:
+    """``--resume``: a checkpoint path, or true/``latest`` for the newest file in ``directory``."""
+    if not resume:
+        return None
+    if isinstance(resume, (str, os.PathLike)) and str(resume).lower() not in ("true", "latest", "auto", "1"):
+        return Path(resume)
+    files = sorted(directory.glob(f"{prefix}_*.pt"), key=lambda p: p.stat().st_mtime_ns) if directory.is_dir() else []
+    if not files:
+        raise CheckpointError(f"{directory}: no {prefix}_*.pt checkpoint to resume from")
+    return files[-1]
+
+
+def cli_trajectories(cfg: Config, args, trajectories, default_steps: int) -> List[Trajectory]:
+    """Trajectories given, or loaded from ``args.data``, or collected with random actions."""
+    if trajectories is not None:
+        return list(trajectories)
+    data = getattr(args, "data", None)
+    if data:
+        from robot_training.data.trajectory import load_trajectories
+
+        return load_trajectories(data)
+    from robot_training.reinforcement_learning.environments import collect_random_trajectories, make_env_factory
+
+    steps = getattr(args, "total_timesteps", None) or cfg.training.total_timesteps or default_steps
+    env = getattr(args, "env", None) or cfg.training.env
+    return collect_random_trajectories(make_env_factory(env), steps, seed=cfg.training.seed)
+
+
+def apply_cli_args(cfg: Config, args) -> Config:
+    training = {}
+    for key in ("env", "seed", "device", "checkpoint_dir", "total_timesteps"):
+        value = getattr(args, key, None)
+        if value is not None:
+            training[key] = value
+    if getattr(args, "no_progress", False):
+        training["progress_bar"] = False
+    return cfg.replace(training=training) if training else cfg
+
+
+def run_cli(cfg: Config, args, trajectories: Optional[Sequence[Trajectory]] = None) -> Dict[str, Any]:
+    """``train.py --mode world_model``: train, checkpoint under the seed's layout, log.
+
+    Returns ``{"checkpoint": path, "validation_loss": float, "updates": int, "log_dir": str}``.
+    """
+    cfg = apply_cli_args(cfg, args)
+    set_seed(cfg.training.seed, cfg.training.torch_threads)
+    trajectories = cli_trajectories(cfg, args, trajectories, default_steps=10_000)
+    directory = checkpoint_directory(cfg.training.checkpoint_dir, "world_model", ALGORITHM)
+    resume = resolve_resume(getattr(args, "resume", None), directory, "world_model")
+    name = run_name(getattr(args, "env", None) or cfg.training.env, "world_model", cfg.training.seed)
+    log_dir = Path(cfg.training.log_dir) / name
+    shape = trajectories[0].observation_shape
+    with RunLogger(log_dir, enabled=cfg.training.tensorboard) as logger:
+        trainer = train_world_model(trajectories, shape, num_epochs=cfg.world_model.num_epochs, config=cfg,
+                                    logger=logger, show_progress=cfg.training.progress_bar,
+                                    checkpoint_dir=directory, resume=resume)
+        validation = trainer.validation_loss()
+        logger.scalar("world_model/validation_loss", validation, trainer.updates)
+        log_open_loop_images(trainer, logger)
+        path = trainer.save_checkpoint(directory / "world_model_final.pt")
+    log.info("world model: %d updates, validation loss %.4f, saved %s", trainer.updates, validation, path)
+    return {"checkpoint": str(path), "validation_loss": validation, "updates": trainer.updates,
+            "log_dir": str(log_dir)}
+
+
+def log_open_loop_images(trainer: WorldModelTrainer, logger: RunLogger, count: int = 4, step: Optional[int] = None) -> None:
+    """For image observations: real (top) vs. imagined (bottom) frames of one open-loop rollout."""
+    replay = trainer.validation_replay or trainer.train_replay
+    images, _ = split_observation_shape(trainer.observation_shape)
+    if not images or replay is None or len(replay) < 4:
+        return
+    length = min(len(replay), 16)
+    batch = replay.sample(count, length, np.random.default_rng(0))
+    is_first = to_torch({"is_first": batch["is_first"]}, trainer.device)["is_first"]
+    context = max(1, length // 3)
+    with torch.no_grad(), trainer.autocast():
+        pred = trainer.model.open_loop(to_torch(batch, trainer.device) | {"is_first": is_first}, context)
+    key = next(iter(images))
+    real = batch["observation"][key] if isinstance(batch["observation"], dict) else batch["observation"]
+    fake = pred["observation"][key] if isinstance(pred["observation"], dict) else pred["observation"]
+    fake = fake.cpu().numpy()
+    frames = np.concatenate([real[:, context:], fake[:, context:]], axis=2)  # real above imagined
+    strip = np.concatenate(list(frames[0]), axis=1)  # (2H, (T - context) W, C)
+    logger.images("world_model/open_loop_real_top_imagined_bottom", strip[None],
+                  trainer.updates if step is None else step)
