@@ -1,0 +1,228 @@
+"""Bags on disk (written by rosbags, MCAP and sqlite3) → trajectories."""
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+import yaml
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from robot_training.data.bag_dataset import (
+    BagError,
+    find_bags,
+    load_bag_dataset,
+    write_synthetic_bag,
+)
+from robot_training.data.interface import InterfaceError, interface_from_dict
+
+BASE = {
+    "name": "test",
+    "control_rate_hz": 100,
+    "max_staleness_s": 0.015,
+    "observations": [{"name": "joints", "topic": "/joint_states", "type": "sensor_msgs/msg/JointState",
+                      "joint_names": ["slider", "hinge"], "fields": ["position", "velocity"]}],
+    "action": {"topic": "/cmd", "type": "std_msgs/msg/Float64MultiArray", "size": 1},
+    "reward": {"topic": "/reward", "type": "std_msgs/msg/Float64"},
+    "episodes": {"topic": "/episode_event", "terminal_reasons": ["terminated"]},
+}
+
+
+def desc(**changes):
+    d = yaml.safe_load(yaml.safe_dump(BASE))
+    d.update(changes)
+    return interface_from_dict(d, source="<test>")
+
+
+def expected_obs(k):
+    k = np.asarray(k, dtype=np.float64)
+    return (np.stack([k, -k, k, 2 * k], axis=-1) * 1e-3).astype(np.float32)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_to_trajectories_exact(tmp_path, storage):
+    bag = write_synthetic_bag(tmp_path / storage, storage=storage, steps=40, episodes=2)
+    trajs = load_bag_dataset(bag, desc(), cache=False)
+    assert [t.episode_id for t in trajs] == [f"{storage}/episode_0", f"{storage}/episode_1"]
+    for t, first in zip(trajs, (0, 20)):
+        ks = np.arange(first, first + 19)  # 20 ticks -> 19 steps + final observation
+        assert len(t) == 19
+        np.testing.assert_allclose(t.observations, expected_obs(ks), atol=1e-7)
+        np.testing.assert_array_equal(t.actions[:, 0], ks)       # command sent 1 ms after the state
+        np.testing.assert_array_equal(t.rewards, np.ones(19))    # one 1.0 per control period
+        np.testing.assert_allclose(t.final_observation, expected_obs(first + 19), atol=1e-7)
+        assert t.terminals[-1] and not t.terminals[:-1].any() and not t.truncations.any()
+        np.testing.assert_allclose(np.diff(t.timestamps), 0.01)
+        assert t.info["staleness_s"].max() < 0.015
+
+
+def test_lower_control_rate_sums_rewards_and_takes_latest(tmp_path):
+    bag = write_synthetic_bag(tmp_path / "b", steps=40, episodes=0)
+    (t,) = load_bag_dataset(bag, desc(control_rate_hz=25, max_staleness_s=0.05, episodes={"source": "bag"}), cache=False)
+    assert len(t) == 9  # ticks at states 0, 4, ..., 36
+    np.testing.assert_allclose(t.observations, expected_obs(np.arange(0, 36, 4)), atol=1e-7)
+    np.testing.assert_array_equal(t.actions[:, 0], np.arange(3, 36, 4))  # the latest before the next tick
+    np.testing.assert_array_equal(t.rewards, np.full(9, 4.0))
+    assert t.truncations[-1] and not t.terminals.any()  # the bag just ends
+    assert t.episode_id == "b"
+
+
+def test_staleness_split_and_flag(tmp_path):
+    bag = write_synthetic_bag(tmp_path / "gap", steps=60, episodes=0, gap=(20, 30))
+    d = desc(episodes={"source": "bag"})
+    pieces = load_bag_dataset(bag, d, cache=False)
+    assert [p.episode_id for p in pieces] == ["gap#0", "gap#1"]
+    assert pieces[0].truncations[-1] and pieces[1].truncations[-1]
+    assert pieces[0].timestamps[-1] < pieces[1].timestamps[0] - 0.1
+    # tick 20 (state 19 is 10 ms old) is fresh enough; ticks 21..29 (20 ms and more) are stale
+    np.testing.assert_allclose(pieces[0].final_observation, expected_obs(19), atol=1e-7)
+    np.testing.assert_allclose(pieces[1].observations[0], expected_obs(30), atol=1e-7)
+    (flagged,) = load_bag_dataset(bag, d, stale="flag", cache=False)
+    assert len(flagged) == 59
+    stale = flagged.info["stale"]
+    assert stale.sum() == 9 and stale[21:30].all()
+    np.testing.assert_allclose(flagged.info["staleness_s"][25], 0.06, atol=1e-6)
+
+
+def test_one_mcap_file_and_folder_of_bags(tmp_path):
+    a = write_synthetic_bag(tmp_path / "data" / "a", steps=12, episodes=1)
+    write_synthetic_bag(tmp_path / "data" / "b", storage="sqlite3", steps=12, episodes=1)
+    assert find_bags(tmp_path / "data") == [tmp_path / "data" / "a", tmp_path / "data" / "b"]
+    both = load_bag_dataset(tmp_path / "data", desc(), cache=False)
+    assert [t.episode_id for t in both] == ["a/episode_0", "b/episode_0"]
+    (mcap_file,) = list(a.glob("*.mcap"))
+    (single,) = load_bag_dataset(mcap_file, desc(), cache=False)
+    np.testing.assert_array_equal(single.observations, both[0].observations)
+
+
+def test_reward_function_and_image_free_dict_obs(tmp_path):
+    bag = write_synthetic_bag(tmp_path / "b", steps=30, episodes=0)
+    d = desc(reward={"function": "pole_upright", "params": {"stream": "joints", "index": 1, "threshold": 0.0105}},
+             episodes={"source": "bag"})
+    (t,) = load_bag_dataset(bag, d, cache=False)
+    # hinge angle of the next state is -(k+1) mrad: upright while k + 1 <= 10
+    np.testing.assert_array_equal(t.rewards, (np.arange(29) + 1 <= 10).astype(np.float32))
+
+
+def test_cache_is_faster_identical_and_invalidated(tmp_path):
+    bag = write_synthetic_bag(tmp_path / "b", steps=3000, episodes=3)
+    cache = tmp_path / "cache"
+    t0 = time.perf_counter()
+    first = load_bag_dataset(bag, desc(), cache_dir=cache)
+    t_first = time.perf_counter() - t0
+    assert len(list(cache.iterdir())) == 1
+    t0 = time.perf_counter()
+    second = load_bag_dataset(bag, desc(), cache_dir=cache)
+    t_second = time.perf_counter() - t0
+    assert t_second * 3 < t_first, (t_first, t_second)
+    assert [t.episode_id for t in first] == [t.episode_id for t in second]
+    for a, b in zip(first, second):
+        for name in ("observations", "actions", "rewards", "terminals", "truncations", "timestamps", "final_observation"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        np.testing.assert_array_equal(a.info["staleness_s"], b.info["staleness_s"])
+    assert not second[0].observations.flags.owndata  # a view of the memory-mapped .npy file
+    # another description or other options: another entry; a changed bag: another entry
+    load_bag_dataset(bag, desc(max_staleness_s=0.02), cache_dir=cache)
+    assert len(list(cache.iterdir())) == 2
+    meta = bag / "metadata.yaml"
+    os.utime(meta, ns=(time.time_ns(), time.time_ns() + 10**9))
+    (bag / "metadata.yaml").write_text(meta.read_text() + "\n")
+    load_bag_dataset(bag, desc(), cache_dir=cache)
+    assert len(list(cache.iterdir())) == 3
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_description_names_missing_topic_or_wrong_type(tmp_path):
+    bag = write_synthetic_bag(tmp_path / "b", steps=5, episodes=1)
+    d = desc(observations=[{"name": "imu", "topic": "/imu", "type": "sensor_msgs/msg/Imu"}])
+    with pytest.raises(BagError, match=r"no topic /imu in the bag.*topics in the bag: /cmd \(std_msgs/msg/Float64MultiArray\)"):
+        load_bag_dataset(bag, d, cache=False)
+    d = desc(observations=[{"name": "j", "topic": "/joint_states", "type": "nav_msgs/msg/Odometry"}])
+    with pytest.raises(BagError, match="topic /joint_states is sensor_msgs/msg/JointState in the bag, the interface"):
+        load_bag_dataset(bag, d, cache=False)
+    d = desc(observations=[{"name": "j", "topic": "/joint_states", "type": "sensor_msgs/msg/JointState",
+                            "joint_names": ["slider", "elbow"]}])
+    with pytest.raises(BagError, match=r"/joint_states \(stream 'j'\).*joint\(s\) \['elbow'\] not in the message"):
+        load_bag_dataset(bag, d, cache=False)
+
+
+def test_truncated_empty_and_foreign_bags(tmp_path):
+    bag = write_synthetic_bag(tmp_path / "t", steps=200, episodes=1)
+    (f,) = list(bag.glob("*.mcap"))
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(BagError, match=r"t: not a readable rosbag2 bag.*bags repair"):
+        load_bag_dataset(bag, desc(), cache=False)
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BagError, match="no rosbag2 bags found"):
+        load_bag_dataset(tmp_path / "empty", desc(), cache=False)
+    (tmp_path / "zero.mcap").write_bytes(b"")
+    with pytest.raises(BagError, match="zero.mcap: not a readable rosbag2 bag"):
+        load_bag_dataset(tmp_path / "zero.mcap", desc(), cache=False)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(BagError, match="notes.txt: not a rosbag2 bag"):
+        load_bag_dataset(tmp_path / "notes.txt", desc(), cache=False)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "metadata.yaml").write_text("just: text\n")
+    with pytest.raises(BagError, match="foreign: not a readable rosbag2 bag"):
+        load_bag_dataset(foreign, desc(), cache=False)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "killed_0.mcap").write_bytes(b"\x89MCAP0\r\n")
+    with pytest.raises(BagError, match="no metadata.yaml.*bags repair"):
+        load_bag_dataset(killed, desc(), cache=False)
+    with pytest.raises(BagError, match="no such file"):
+        load_bag_dataset(tmp_path / "missing", desc(), cache=False)
+
+
+def test_bag_with_types_only_it_defines(tmp_path):
+    """A bag from another tool with a custom type: its definition comes from the bag itself."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg("std_msgs/Header header\nfloat64 value\nfloat64[3] vec\n", "other_pkg/msg/Sample"))
+    Sample = store.types["other_pkg/msg/Sample"]
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    Cmd = store.types["std_msgs/msg/Float32"]
+    path = tmp_path / "other"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        cs = w.add_connection("/sample", "other_pkg/msg/Sample", typestore=store)
+        cc = w.add_connection("/cmd", "std_msgs/msg/Float32", typestore=store)
+        for k in range(10):
+            t = 5_000_000_000 + k * 100_000_000
+            msg = Sample(Header(Time(5 + k // 10, (k % 10) * 100_000_000), "base"), float(k), np.array([k, k, k], float))
+            w.write(cs, t, store.serialize_cdr(msg, "other_pkg/msg/Sample"))
+            w.write(cc, t + 1000, store.serialize_cdr(Cmd(float(-k)), "std_msgs/msg/Float32"))
+    d = interface_from_dict({
+        "control_rate_hz": 10,
+        "observations": [{"name": "s", "topic": "/sample", "type": "other_pkg/msg/Sample", "fields": ["value", "vec"], "size": 4}],
+        "action": {"topic": "/cmd", "type": "std_msgs/msg/Float32"},
+    })
+    (t,) = load_bag_dataset(path, d, cache=False)
+    np.testing.assert_array_equal(t.observations[:, 0], np.arange(9))
+    np.testing.assert_array_equal(t.observations[:, 1:], np.repeat(np.arange(9)[:, None], 3, axis=1))
+    np.testing.assert_array_equal(t.actions[:, 0], -np.arange(9))
+    assert not t.rewards.any()
+
+
+def test_interface_stored_with_the_bags(tmp_path):
+    data = tmp_path / "dataset"
+    bag = write_synthetic_bag(data / "episode_000001", steps=10, episodes=1)
+    with pytest.raises(InterfaceError, match="no interface description given and none stored"):
+        load_bag_dataset(data, cache=False)
+    d = desc()
+    (data / "interface.yaml").write_text(d.to_yaml())
+    (t,) = load_bag_dataset(data, cache=False)
+    assert len(t) == 9
+    (bag / "episode.yaml").write_text(yaml.safe_dump({"status": "complete", "interface_fingerprint": "0" * 64}))
+    with pytest.raises(BagError, match="recorded with interface fingerprint 000000000000"):
+        load_bag_dataset(data, cache=False)
+    (bag / "episode.yaml").write_text(yaml.safe_dump({"status": "complete", "interface_fingerprint": d.fingerprint}))
+    assert len(load_bag_dataset(data, cache=False)) == 1
+    shutil.rmtree(bag)
+    with pytest.raises(BagError, match="no rosbag2 bags found"):
+        load_bag_dataset(data, d, cache=False)
