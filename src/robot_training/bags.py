@@ -1,0 +1,207 @@
+"""``bags``: look into, repair and export rosbag2 bags.
+
+::
+
+    bags info PATH                                  topics, types, counts, rates, gaps, episodes
+    bags repair PATH                                rebuild a bag whose recorder was killed
+    bags export PATH --interface YAML -o out.npz    bags → trajectories file (load_trajectories)
+
+``PATH`` is a bag folder, a ``.mcap`` / ``.db3`` file or a folder of bags. ``info`` reads
+header stamps where the messages have them (else the bag's receive times) and counts as a
+gap every interval longer than 1.8 × the topic's median period. ``export`` writes the
+trajectories with :func:`robot_training.data.trajectory.save_trajectories` and the interface
+description (with its fingerprint) next to them as ``<out>.interface.yaml``.
+
+Bad input prints one line on stderr and exits with status 1 (2 for bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import yaml
+
+GAP_FACTOR = 1.8
+EVENT_NAMES = {0: "START", 1: "END", 2: "RESET"}
+
+
+class CommandError(Exception):
+    """A failure to report as one line, without a traceback."""
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def _topic_rows(bag: Path):
+    from robot_training.data.bag_dataset import BagError, _register_from_bag, make_typestore, open_reader
+    from robot_training.data.converters import stamp_ns
+
+    store = make_typestore()
+    reader = open_reader(bag)
+    try:
+        connections = list(reader.connections)
+        _register_from_bag(store, connections)
+        by_id = {c.id: c for c in connections}
+        times = {c.id: [] for c in reader.connections}
+        stamped = {c.id: False for c in reader.connections}
+        events = []
+        has_header = {}
+        for c in reader.connections:
+            fields = store.fielddefs.get(c.msgtype)
+            has_header[c.id] = bool(fields and fields[1] and fields[1][0][0] == "header")
+        for conn, t, raw in reader.messages():
+            c = by_id[conn.id]
+            stamp = None
+            if c.msgtype in store.fielddefs and (has_header[c.id] or c.msgtype.endswith("EpisodeEvent")):
+                try:
+                    msg = store.deserialize_cdr(raw, c.msgtype)
+                except Exception as exc:  # noqa: BLE001
+                    raise BagError(f"{bag}: message on {c.topic} does not deserialize as {c.msgtype} ({exc})") from None
+                stamp = stamp_ns(msg)
+                if c.msgtype == "robot_training_msgs/msg/EpisodeEvent":
+                    events.append((stamp or t, int(msg.event), int(msg.episode_id), float(msg.episode_return),
+                                   int(msg.length), bool(msg.success), str(msg.reason)))
+            if stamp is not None:
+                stamped[c.id] = True
+            times[c.id].append(stamp if stamp is not None else t)
+    finally:
+        reader.close()
+    rows = []
+    for c in connections:
+        t = np.sort(np.asarray(times[c.id], dtype=np.int64))
+        row = {"topic": c.topic, "type": c.msgtype, "count": len(t), "rate_hz": 0.0, "gaps": 0,
+               "max_gap_s": 0.0, "clock": "header" if stamped[c.id] else "receive"}
+        if len(t) >= 2:
+            dt = np.diff(t)
+            duration = (t[-1] - t[0]) / 1e9
+            row["rate_hz"] = (len(t) - 1) / duration if duration > 0 else float("inf")
+            median = float(np.median(dt))
+            if median > 0:
+                gaps = dt[dt > GAP_FACTOR * median]
+                row["gaps"] = int(len(gaps))
+                row["max_gap_s"] = float(gaps.max() / 1e9) if len(gaps) else 0.0
+        rows.append(row)
+    return rows, sorted(events)
+
+
+def cmd_info(args) -> int:
+    from robot_training.data.bag_dataset import _read_sidecar, find_bags
+
+    bags = find_bags(args.path)
+    for bag in bags:
+        rows, events = _topic_rows(bag)
+        total = sum(r["count"] for r in rows)
+        print(f"{bag}: {len(rows)} topics, {total} messages")
+        width = max([len(r["topic"]) for r in rows] + [5])
+        twidth = max([len(r["type"]) for r in rows] + [4])
+        print(f"  {'topic':{width}}  {'type':{twidth}}  {'count':>7}  {'rate Hz':>8}  {'gaps':>5}  {'max gap s':>9}  clock")
+        for r in rows:
+            print(f"  {r['topic']:{width}}  {r['type']:{twidth}}  {r['count']:7d}  {r['rate_hz']:8.2f}  "
+                  f"{r['gaps']:5d}  {r['max_gap_s']:9.3f}  {r['clock']}")
+        sidecar = _read_sidecar(bag)
+        if events:
+            print("  episodes (EpisodeEvent):")
+            for t, kind, eid, ret, length, success, reason in events:
+                extra = f" return {ret:g} length {length} success {success} reason '{reason}'" if kind != 0 else ""
+                print(f"    {t / 1e9:.3f} s  {EVENT_NAMES.get(kind, kind)} episode {eid}{extra}")
+        if sidecar:
+            keys = ("status", "episode_id", "episode_return", "length", "success", "reason", "end_cause",
+                    "interface_fingerprint")
+            text = ", ".join(f"{k}: {sidecar[k]}" for k in keys if sidecar.get(k) not in (None, ""))
+            print(f"  episode.yaml: {text}")
+        if not events and not sidecar:
+            print("  episodes: none recorded (the bag is one episode)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- repair
+
+
+def cmd_repair(args) -> int:
+    try:
+        from robot_training.recording.repair import RepairError, repair_bag
+    except ImportError as exc:
+        raise CommandError(f"repair is not available in this installation (robot_training.recording.repair: {exc})")
+    try:
+        report = repair_bag(args.path)
+    except RepairError as exc:
+        raise CommandError(str(exc)) from None
+    print(report.summary())
+    return 0
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def cmd_export(args) -> int:
+    from robot_training.data.bag_dataset import load_bag_dataset
+    from robot_training.data.interface import load_interface
+    from robot_training.data.trajectory import save_trajectories
+
+    desc = load_interface(args.interface) if args.interface else None
+    trajs = load_bag_dataset(args.path, desc, max_staleness_s=args.max_staleness, stale=args.stale,
+                             cache=not args.no_cache, cache_dir=args.cache_dir)
+    if not trajs:
+        raise CommandError(f"{args.path}: no complete steps after alignment (check the control rate and max_staleness_s)")
+    if desc is None:
+        from robot_training.data.bag_dataset import find_bags, find_interface
+
+        desc = find_interface(args.path, find_bags(args.path))
+    out = save_trajectories(args.output, trajs)
+    side = out.with_name(out.name + ".interface.yaml")
+    side.write_text(yaml.safe_dump({"fingerprint": desc.fingerprint, "interface": desc.to_dict()}, sort_keys=False))
+    steps = sum(len(t) for t in trajs)
+    print(f"{out}: {len(trajs)} trajectories, {steps} steps, observation {desc.observation_shape}, "
+          f"action {desc.action_dim}, interface {desc.fingerprint[:12]} ({side.name})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bags", description="Look into, repair and export rosbag2 bags.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="topics, types, counts, rates, gaps and episodes")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("repair", help="rebuild a bag whose writer was killed")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_repair)
+    p = sub.add_parser("export", help="bags -> trajectories file")
+    p.add_argument("path")
+    p.add_argument("--interface", help="interface description YAML (default: the one stored with the bags)")
+    p.add_argument("-o", "--output", required=True, help="output file (.npz, read by load_trajectories)")
+    p.add_argument("--max-staleness", type=float, default=None, help="seconds (default: the description's)")
+    p.add_argument("--stale", choices=("split", "flag"), default="split")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--cache-dir", default=None)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from robot_training.config import ConfigError
+    from robot_training.data.bag_dataset import BagError
+    from robot_training.data.trajectory import TrajectoryError
+
+    try:
+        return args.func(args)
+    except (CommandError, BagError, ConfigError, TrajectoryError, OSError) as exc:
+        print(f"bags {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"bags {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never a traceback for bad input
+        print(f"bags {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
