@@ -172,6 +172,13 @@ def test_env_sh_serves_python_and_native_processes(tmp_path):
         f'ldd {typesupport} | grep "not found" && exit 13\n'
         'exit 0\n')
     env = {'HOME': os.environ.get('HOME', str(tmp_path)), 'PATH': '/usr/bin:/bin'}
+    mode = (ROOT / '.venv' / '.robot_training_mode').read_text().split()
+    if mode and mode[0] == 'system' and not Path(f'/opt/ros/{mode[1]}/setup.bash').is_file():
+        # an underlay outside /opt/ros: env.sh expects it sourced, as in the user's shell
+        for name in ('ROS_DISTRO', 'AMENT_PREFIX_PATH', 'CMAKE_PREFIX_PATH', 'PYTHONPATH',
+                     'LD_LIBRARY_PATH', '_ROS_WHEELS_BOOTSTRAP_COMPLETE'):
+            if name in os.environ:
+                env[name] = os.environ[name]
     run = subprocess.run(['bash', '-c', script], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=180)
     assert run.returncode == 0, f'exit {run.returncode}\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}'
