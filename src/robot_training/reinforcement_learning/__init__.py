@@ -1,1 +1,1 @@
-
+"""Model-based reinforcement learning: the Dreamer agent (seed ``train_dreamer``)."""
