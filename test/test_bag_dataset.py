@@ -95,6 +95,12 @@ def test_one_mcap_file_and_folder_of_bags(tmp_path):
     (mcap_file,) = list(a.glob("*.mcap"))
     (single,) = load_bag_dataset(mcap_file, desc(), cache=False)
     np.testing.assert_array_equal(single.observations, both[0].observations)
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(mcap_file, loose / "recording_a.mcap")  # a standalone file from another tool
+    (copy,) = load_bag_dataset(loose, desc(), cache=False)
+    assert copy.episode_id == "recording_a/episode_0"
+    np.testing.assert_array_equal(copy.actions, both[0].actions)
 
 
 def test_reward_function_and_image_free_dict_obs(tmp_path):

@@ -107,15 +107,15 @@ def find_bags(path: PathLike) -> List[Path]:
         raise BagError(f"{p}: not a rosbag2 bag (expected a bag folder, a .mcap or a .db3 file)")
     if (p / "metadata.yaml").is_file():
         return [p]
-    loose = sorted(x for x in p.iterdir() if x.suffix in (".mcap", ".db3") and x.is_file())
-    if loose and all(x.parent == p for x in loose) and not any(d.is_dir() for d in p.iterdir() if (d / "metadata.yaml").exists()):
-        if _looks_like_unfinished_bag(p):
-            raise BagError(
-                f"{p}: bag has no metadata.yaml (its writer was probably killed); "
-                f"run `bags repair {p}` first"
-            )
-        return loose
+    if _looks_like_unfinished_bag(p):
+        raise BagError(
+            f"{p}: bag has no metadata.yaml (its writer was probably killed); run `bags repair {p}` first"
+        )
     bags = sorted({m.parent for m in p.rglob("metadata.yaml")})
+    inside = set(bags)
+    # standalone .mcap/.db3 files (other tools) that are not part of a rosbag2 folder
+    bags += sorted(f for f in p.rglob("*") if f.suffix in (".mcap", ".db3") and f.is_file()
+                   and f.parent not in inside and not _looks_like_unfinished_bag(f.parent))
     unfinished = sorted(d for d in p.rglob("*") if d.is_dir() and d not in bags and _looks_like_unfinished_bag(d))
     if unfinished:
         raise BagError(
@@ -129,11 +129,12 @@ def find_bags(path: PathLike) -> List[Path]:
 
 
 def _looks_like_unfinished_bag(d: Path) -> bool:
+    """A rosbag2 folder without metadata: a sidecar, or a storage file named after the folder."""
     if (d / "metadata.yaml").exists():
         return False
     if (d / SIDECAR).is_file():
         return True
-    return any(x.suffix in (".mcap", ".db3") for x in d.iterdir() if x.is_file())
+    return any(x.suffix in (".mcap", ".db3") and x.stem.startswith(d.name) for x in d.iterdir() if x.is_file())
 
 
 def _bag_files(bag: Path) -> List[Path]:
@@ -385,7 +386,6 @@ def _bag_trajectories(bag: Path, interface: InterfaceDescription, store, *, max_
     a_idx = np.maximum(a_idx, 0)
     actions = act.arrays["action"][a_idx].astype(np.float32)
     age = np.maximum(age, np.maximum(ticks - act.times[a_idx], 0))
-    age[no_action] = np.iinfo(np.int64).max // 2
     fresh = (age <= limit) & ~no_action
 
     if interface.reward.source == "topic":
@@ -436,7 +436,7 @@ def _bag_trajectories(bag: Path, interface: InterfaceDescription, store, *, max_
                 terminals[-1] = True
             else:
                 truncations[-1] = True
-            info = {"staleness_s": (age[a:b - 1] / 1e9).astype(np.float32)}
+            info = {"staleness_s": np.where(no_action[a:b - 1], np.inf, age[a:b - 1] / 1e9).astype(np.float32)}
             if stale == "flag":
                 info["stale"] = ~fresh[a:b - 1]
             out.append(Trajectory(
