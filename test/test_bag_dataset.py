@@ -232,3 +232,54 @@ def test_interface_stored_with_the_bags(tmp_path):
     shutil.rmtree(bag)
     with pytest.raises(BagError, match="no rosbag2 bags found"):
         load_bag_dataset(data, d, cache=False)
+
+
+def test_bags_of_the_project_recorder(tmp_path):
+    """Episodes recorded by robot_training.recording load with the description they were recorded for."""
+    from robot_training.data.bag_dataset import make_typestore
+    from robot_training.data.converters import rosbags_message_factory, set_stamp
+    from robot_training.data.interface import load_interface
+    from robot_training.recording import DatasetRecorder, RecorderConfig
+
+    pendulum = load_interface(os.path.join(os.path.dirname(__file__), "..", "config", "interface_inverted_pendulum.yaml"))
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path / "ds"), interface_fingerprint=pendulum.fingerprint))
+    for topic, msgtype in pendulum.streams():
+        rec.add_topic(topic, msgtype)
+    rec.start()
+    ts = make_typestore()
+    types = dict(pendulum.streams())
+    msgs = {t: rosbags_message_factory(ts, m)() for t, m in types.items()}
+    msgs["/joint_states"].name = ["hinge", "slider"]
+    msgs["/reward"].data = 1.0
+
+    def write(topic, t, stamped):
+        rec.write(topic, types[topic], ts.serialize_cdr(msgs[topic], types[topic]), t, t if stamped else None)
+
+    dt = 40_000_000
+    for ep in range(2):
+        base = 10**12 + ep * 100 * dt
+        ev = msgs["/episode_event"]
+        set_stamp(ev, base - 1)
+        ev.event, ev.episode_id, ev.reason = 0, ep, ""
+        write("/episode_event", base - 1, True)
+        for k in range(30):
+            t = base + k * dt
+            js = msgs["/joint_states"]
+            set_stamp(js, t)
+            js.position = np.array([0.5, k * 0.01])
+            js.velocity = np.zeros(2)
+            write("/joint_states", t, True)
+            msgs["/cmd"].data = np.array([k * 0.1])
+            write("/cmd", t + 1000, False)
+            write("/reward", t + 2000, False)
+        set_stamp(ev, base + 30 * dt)
+        ev.event, ev.reason = 1, "terminated"
+        write("/episode_event", base + 30 * dt, True)
+    rec.close()
+    trajs = load_bag_dataset(tmp_path / "ds", pendulum, cache=False)
+    assert [t.episode_id for t in trajs] == ["episode_000001/episode_0", "episode_000002/episode_1"]
+    for t in trajs:
+        assert len(t) == 29 and t.terminals[-1]
+        np.testing.assert_allclose(t.observations[:, 0], np.arange(29) * 0.01, atol=1e-6)  # slider first
+        np.testing.assert_allclose(t.actions[:, 0], np.arange(29) * 0.1, atol=1e-6)  # recorded, not clipped
+        np.testing.assert_array_equal(t.rewards, np.ones(29))
