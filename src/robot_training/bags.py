@@ -18,6 +18,7 @@ Bad input prints one line on stderr and exits with status 1 (2 for bad arguments
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -192,6 +193,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     except (CommandError, BagError, ConfigError, TrajectoryError, OSError) as exc:
         print(f"bags {args.command}: error: {exc}", file=sys.stderr)
         return 1
