@@ -197,8 +197,9 @@ def test_signal_finalizes_open_bag(tmp_path, procs, sig):
     assert side['status'] == 'complete' and side['end_cause'] in ('signal', 'sigint'), side
     values = obs_values(bag)
     assert values == [float(i) for i in range(len(values))]
-    assert len(values) >= int(lines[-1].split()[2])
-    assert side['topics']['/obs']['written'] == len(values)
+    # everything received is in the bag; at most a few messages were still in flight
+    assert side['topics']['/obs']['received'] == side['topics']['/obs']['written'] == len(values)
+    assert len(values) >= int(lines[-1].split()[2]) - 20
     assert f'closed {bag.name}' in out
 
 

@@ -9,8 +9,10 @@ Plain Python, no rclpy: the recorder node (and ``ROSDataCollector``) feed it
 
 An episode ends on an ``EpisodeEvent`` END or RESET (the event itself is the last message
 of the bag), when it reaches ``max_duration_s`` or ``max_size_mb``, on ``split()``,
-``stop()`` and ``close()``. An EVENT_START that arrives while the open episode already
-holds messages starts a new bag, so a START is always first in its bag.
+``stop()`` and ``close()``. An EVENT_START labels the open bag with its episode id; only a
+second START (no END or RESET in between) starts a new bag. Messages received between an END
+and the next START therefore open the next bag, just before its START (topics are not
+ordered with respect to each other in DDS, so the START is not always first).
 
 ``episode.yaml`` is written when the bag is opened (``status: recording``) and replaced
 atomically when it is finished (``status: complete``), so a bag whose recorder was killed
@@ -83,6 +85,7 @@ class EpisodeInfo:
     success: Optional[bool] = None
     reason: str = ''
     end_cause: str = ''
+    started_by_event: bool = False
     topics: dict = field(default_factory=dict)  # topic -> TopicStats
 
 
@@ -240,8 +243,8 @@ class DatasetRecorder:
             if topic == self.config.episode_event_topic and msgtype == EPISODE_EVENT_TYPE:
                 event = self._decode_event(raw)
                 if (event is not None and event['event'] == EVENT_START
-                        and self._bag is not None and self._bag.message_count > 0):
-                    self._close_episode('start')
+                        and self._episode is not None and self._episode.started_by_event):
+                    self._close_episode('start')  # a second START: the first had no END
             try:
                 if self._bag is None:
                     self._open_episode()
@@ -275,6 +278,8 @@ class DatasetRecorder:
     def _apply_event(self, event: dict) -> None:
         ep = self._episode
         ep.episode_id = event['episode_id']
+        if event['event'] == EVENT_START:
+            ep.started_by_event = True
         if event['event'] in (EVENT_END, EVENT_RESET):
             ep.episode_return = event['episode_return']
             ep.length = event['length']

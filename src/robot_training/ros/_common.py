@@ -117,6 +117,7 @@ class TopicRecorder:
         self.all_topics = all_topics
         self.exclude = set(DEFAULT_EXCLUDES) | set(exclude)
         self.subscriptions: dict[str, object] = {}
+        self.types: dict[str, str] = {}
         self.refused: dict[str, str] = {}
         self.on_error = on_error
         self._clock = node.get_clock()
@@ -152,6 +153,7 @@ class TopicRecorder:
             except (UnknownMessageType, ImportError, AttributeError) as err:
                 self._refuse(topic, str(err))
                 continue
+            self.types[topic] = msgtype
             qos = matching_qos(publishers)
             self.subscriptions[topic] = self.node.create_subscription(
                 cls, topic, self._callback(topic, msgtype), qos, raw=True)
@@ -165,9 +167,15 @@ class TopicRecorder:
         self.refused[topic] = why
         self.node.get_logger().warning(f'not recording {topic}: {why}')
 
+    def use_recorder(self, recorder: DatasetRecorder) -> None:
+        """Send messages to another recorder from now on (topics found so far carry over)."""
+        for topic, msgtype in self.types.items():
+            recorder.add_topic(topic, msgtype)
+        self.recorder = recorder
+
     def _callback(self, topic: str, msgtype: str):
-        recorder, clock = self.recorder, self._clock
-        stamped = recorder.typestore.has_header(msgtype)
+        clock = self._clock
+        stamped = self.recorder.typestore.has_header(msgtype)
 
         def on_message(raw: bytes, info) -> None:
             now = clock.now().nanoseconds
@@ -176,7 +184,7 @@ class TopicRecorder:
             else:
                 stamp = info.get('source_timestamp') if isinstance(info, dict) else None
             try:
-                recorder.write(topic, msgtype, raw, now, stamp)
+                self.recorder.write(topic, msgtype, raw, now, stamp)
             except RecordingError as err:
                 if self.on_error is not None:
                     self.on_error(str(err))
