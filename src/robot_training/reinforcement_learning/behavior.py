@@ -90,21 +90,30 @@ class ActorCritic(nn.Module):
         scale = (self.return_range[1] - self.return_range[0]).clamp(min=1.0)
         return offset, scale
 
-    def imagine(self, world_model: WorldModel, start: State, horizon: int, with_gradient: bool):
-        """Roll the actor out in the world model → (states ``(H+1, N, ...)``, actions, policies)."""
+    def imagine(self, world_model: WorldModel, start: State, horizon: int, through_dynamics: bool):
+        """Roll the actor out in the world model.
+
+        Returns states ``(H+1, N, ...)``, actions ``(H, N, A)`` and the policy's entropy and
+        log-probability of its actions ``(H, N)`` (both differentiable w.r.t. the actor).
+        ``through_dynamics`` keeps the graph through the world model (for the ``dynamics``
+        gradient); otherwise the world model steps run without a graph.
+        """
         rssm: RSSM = world_model.rssm
         states, actions, entropies, log_probs = [start], [], [], []
         state = start
-        grad = torch.enable_grad() if with_gradient else torch.no_grad()
-        with grad:
-            for _ in range(horizon):
-                policy = self.actor.distribution(rssm.feature(state).detach())
-                action = (policy.rsample() if with_gradient else policy.sample()).clamp(-1, 1)
-                entropies.append(action_entropy(policy))
-                log_probs.append(action_log_prob(policy, action.detach()))
+        for _ in range(horizon):
+            policy = self.actor.distribution(rssm.feature(state).detach())
+            if through_dynamics:
+                action = policy.rsample().clamp(-1, 1)
                 state = rssm.imagine_step(state, action)
-                states.append(state)
-                actions.append(action)
+            else:
+                action = policy.sample().clamp(-1, 1)
+                with torch.no_grad():
+                    state = rssm.imagine_step(state, action)
+            entropies.append(action_entropy(policy))
+            log_probs.append(action_log_prob(policy, action.detach()))
+            states.append(state)
+            actions.append(action)
         stacked = {k: torch.stack([s[k] for s in states], 0) for k in start}
         return stacked, torch.stack(actions, 0), torch.stack(entropies, 0), torch.stack(log_probs, 0)
 
@@ -112,38 +121,41 @@ class ActorCritic(nn.Module):
              ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
         """``({"actor": …, "critic": …}, metrics)`` from imagination starting at ``posterior``."""
         d = self.cfg
-        dynamics = d.actor_gradient == "dynamics"
         if d.actor_gradient not in ("dynamics", "reinforce"):
             raise ValueError(f"dreamer.actor_gradient must be 'dynamics' or 'reinforce', got {d.actor_gradient!r}")
+        dynamics = d.actor_gradient == "dynamics"
         start = {k: v.detach().flatten(0, 1) for k, v in posterior.items()}
-        with frozen(world_model, self.critic):
+        # without the dynamics gradient the world model runs without a graph anyway; leaving
+        # its parameters trainable lets autocast cache their bfloat16 copies
+        with frozen(world_model) if dynamics else contextlib.nullcontext():
             states, actions, entropy, log_prob = self.imagine(world_model, start, d.imagine_horizon, dynamics)
             feature = world_model.rssm.feature(states)
-            if not dynamics:
-                feature = feature.detach()
-            reward = world_model.reward_head.mean(world_model.reward_head(feature[1:]).float())
-            cont = torch.sigmoid(world_model.continue_head(feature).float())
-            cont = torch.cat([1 - is_terminal.flatten().float()[None], cont[1:]], 0)
-            value = self.critic.mean(self.critic(feature).float())
-            discount = d.discount * cont
-            returns = lambda_returns(reward, discount[1:], value, d.lambda_)
-            weight = torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-1]], 0), 0).detach()[:-1]
-            offset, scale = self._return_scale(returns)
-            if dynamics:
-                objective = (returns - offset) / scale
-            else:
-                policy = self.actor.distribution(feature[:-1])
-                log_prob = action_log_prob(policy, actions.detach())
-                entropy = action_entropy(policy)
-                objective = log_prob * ((returns - value[:-1]) / scale).detach()
-            actor_loss = -(weight * (objective + d.actor_entropy * entropy)).mean()
+            with contextlib.nullcontext() if dynamics else torch.no_grad():
+                reward = world_model.reward_head.mean(world_model.reward_head(feature[1:]).float())
+                cont = torch.sigmoid(world_model.continue_head(feature).float())
+        cont = torch.cat([1 - is_terminal.flatten().float()[None], cont[1:]], 0)
+        if dynamics:  # the value must pass gradients to the features, not to the critic
+            with frozen(self.critic):
+                value = self.critic.mean(self.critic(feature).float())
+            critic_logits = self.critic(feature[:-1].detach()).float()
+        else:  # one critic pass serves the returns and the critic's own loss
+            all_logits = self.critic(feature).float()
+            value = self.critic.mean(all_logits.detach())
+            critic_logits = all_logits[:-1]
+        discount = d.discount * cont
+        returns = lambda_returns(reward, discount[1:], value, d.lambda_)
+        weight = torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-1]], 0), 0).detach()[:-1]
+        offset, scale = self._return_scale(returns)
+        if dynamics:
+            objective = (returns - offset) / scale
+        else:
+            objective = log_prob * ((returns - value[:-1]) / scale).detach()
+        actor_loss = -(weight * (objective + d.actor_entropy * entropy)).mean()
 
-        critic_input = feature[:-1].detach()
-        logits = self.critic(critic_input).float()
         with torch.no_grad():
-            slow_target = self.slow_critic.mean(self.slow_critic(critic_input).float())
-        critic_loss = (weight * (self.critic.loss(logits, returns.detach())
-                                 + self.critic.loss(logits, slow_target))).mean()
+            slow_target = self.slow_critic.mean(self.slow_critic(feature[:-1].detach()).float())
+        critic_loss = (weight * (self.critic.loss(critic_logits, returns.detach())
+                                 + self.critic.loss(critic_logits, slow_target))).mean()
         metrics = {"imagined_reward": reward.mean().detach(), "imagined_return": returns.mean().detach(),
                    "value": value.mean().detach(), "return_scale": scale, "actor_entropy": entropy.mean().detach(),
                    "imagined_action_abs": actions.abs().mean().detach()}

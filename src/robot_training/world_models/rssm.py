@@ -101,9 +101,9 @@ class RSSM(nn.Module):
             probs = logits.softmax(-1)
             if deterministic:
                 index = logits.argmax(-1)
-            else:  # Gumbel-max draws an exact categorical sample
-                gumbel = -torch.empty_like(logits).exponential_().log()
-                index = (logits + gumbel).argmax(-1)
+            else:  # inverse CDF: one uniform number per latent variable
+                uniform = torch.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
+                index = (probs.cumsum(-1) < uniform).sum(-1).clamp(max=self.num_classes - 1)
             one_hot = F.one_hot(index, self.num_classes).to(probs.dtype)
             return (one_hot + probs - probs.detach()).flatten(-2)  # straight-through
         mean, std = stats.chunk(2, -1)
