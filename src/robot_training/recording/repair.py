@@ -83,7 +83,10 @@ def _bag_dir_and_file(path: Path) -> tuple[Path, Optional[Path]]:
         return bag_dir, path
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in ('.mcap', '.db3'))
     if not files:
-        raise RepairError(f'{path}: no .mcap or .db3 file in this folder; not a rosbag2 bag')
+        inner = sorted(p.parent.name for p in path.glob('*/*') if p.suffix in ('.mcap', '.db3'))
+        hint = (f' (it holds bags: {", ".join(inner[:5])}{" ..." if len(inner) > 5 else ""};'
+                ' repair them one by one)') if inner else ''
+        raise RepairError(f'{path}: no .mcap or .db3 file in this folder; not a rosbag2 bag{hint}')
     if len(files) > 1:
         preferred = [p for p in files if p.stem == path.name]
         if len(preferred) != 1:

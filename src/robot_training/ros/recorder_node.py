@@ -200,7 +200,7 @@ def main(args=None) -> None:
         cause = 'sigint'
     except ExternalShutdownException:
         cause = 'signal'
-    except RecordingError as err:
+    except (RecordingError, ValueError, OSError) as err:  # settings, interface file, disk
         print(f'recorder: {err}', flush=True)
         raise SystemExit(2) from None
     finally:
