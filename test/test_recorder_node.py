@@ -176,8 +176,9 @@ def test_sigkill_mid_episode(tmp_path, procs):
     assert report.partial
     values = obs_values(dirs[2])
     assert values == [float(2 * 10**6 + i) for i in range(len(values))]
-    # lost at most the last flush period (0.2 s = 40 messages) plus scheduling slack
-    assert len(values) >= sent_before_kill - 120, (len(values), sent_before_kill)
+    # lost at most the last flush period (0.2 s = 40 messages), plus what DDS had not yet
+    # delivered when the publisher counted it as sent (slack for a loaded machine)
+    assert len(values) >= sent_before_kill - 200, (len(values), sent_before_kill)
     print(f'SIGKILL: {sent_before_kill}+ sent in the open episode, {len(values)} recovered')
 
 

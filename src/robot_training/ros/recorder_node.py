@@ -85,10 +85,10 @@ class RecorderNode(Node):
         if p['repair_on_start']:
             self._repair_leftovers()
         self._error_logged = False
-        self.topics = TopicRecorder(self, self.recorder, wanted=wanted, all_topics=p['all_topics'],
-                                    exclude=[t for t in (p['exclude_topics'] or []) if t],
-                                    on_error=self._on_error)
         self.status_pub = self.create_publisher(DiagnosticArray, '~/status', 10)
+        exclude = [t for t in (p['exclude_topics'] or []) if t] + [self.status_pub.topic_name]
+        self.topics = TopicRecorder(self, self.recorder, wanted=wanted, all_topics=p['all_topics'],
+                                    exclude=exclude, on_error=self._on_error)
         self.create_service(Trigger, '~/start', self._start)
         self.create_service(Trigger, '~/stop', self._stop)
         self.create_service(Trigger, '~/split', self._split)
