@@ -246,3 +246,10 @@ def test_disk_full_keeps_earlier_episodes(tmp_path, ts):
             assert reader.message_count == 6
     assert not (dirs[2] / 'metadata.yaml').exists()
     assert read_sidecar(dirs[2])['status'] == 'failed'
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(RecordingError, match='storage must be one of'):
+        DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path), storage='rosbag1'))
+    with pytest.raises(RecordingError, match='max_episode_size_mb must be >= 0'):
+        DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path), max_episode_size_mb=-1))

@@ -35,7 +35,13 @@ from typing import Callable, Optional
 
 import yaml
 
-from robot_training.recording.bag_writer import BagWriter, RecordingError, describe_os_error
+from robot_training.recording.bag_writer import (
+    COMPRESSIONS,
+    STORAGES,
+    BagWriter,
+    RecordingError,
+    describe_os_error,
+)
 from robot_training.recording.stats import TopicStats
 from robot_training.recording.typestore import OWN_PACKAGE, RecordingTypestore
 
@@ -70,6 +76,16 @@ class RecorderConfig:
     """Known publishing rates per topic for gap detection (others: median interval)."""
     fsync: bool = True
     """fsync bag, metadata and sidecar when an episode is finished."""
+
+    def validate(self) -> None:
+        """Raise RecordingError naming the first bad setting."""
+        if self.storage not in STORAGES:
+            raise RecordingError(f'storage must be one of {sorted(STORAGES)}, got {self.storage!r}')
+        if self.compression not in COMPRESSIONS:
+            raise RecordingError(f'compression must be one of {COMPRESSIONS}, got {self.compression!r}')
+        for name in ('flush_period_s', 'max_episode_duration_s', 'max_episode_size_mb'):
+            if not float(getattr(self, name)) >= 0:
+                raise RecordingError(f'{name} must be >= 0, got {getattr(self, name)!r}')
 
 
 @dataclass
@@ -140,6 +156,7 @@ class DatasetRecorder:
     def __init__(self, config: RecorderConfig, *, typestore: Optional[RecordingTypestore] = None,
                  on_episode_closed: Optional[Callable[[dict], None]] = None,
                  clock: Callable[[], int] = time.time_ns) -> None:
+        config.validate()
         self.config = config
         self.dataset = Path(config.dataset_dir).expanduser()
         self.typestore = typestore or RecordingTypestore()
