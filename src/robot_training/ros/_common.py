@@ -118,6 +118,8 @@ class TopicRecorder:
         self.exclude = set(DEFAULT_EXCLUDES) | set(exclude)
         self.subscriptions: dict[str, object] = {}
         self.types: dict[str, str] = {}
+        self._classes: dict[str, type] = {}
+        self._qos: dict[str, QoSProfile] = {}
         self.refused: dict[str, str] = {}
         self.on_error = on_error
         self._clock = node.get_clock()
@@ -126,7 +128,10 @@ class TopicRecorder:
         """Subscribe to wanted topics that have appeared; returns the new ones."""
         new = []
         for topic, types in self.node.get_topic_names_and_types():
-            if topic in self.subscriptions or topic in self.refused:
+            if topic in self.subscriptions:
+                self._requalify(topic)
+                continue
+            if topic in self.refused:
                 continue
             if topic in self.exclude or topic.startswith('/_') or '/_action/' in topic:
                 continue
@@ -154,7 +159,9 @@ class TopicRecorder:
                 self._refuse(topic, str(err))
                 continue
             self.types[topic] = msgtype
+            self._classes[topic] = cls
             qos = matching_qos(publishers)
+            self._qos[topic] = qos
             self.subscriptions[topic] = self.node.create_subscription(
                 cls, topic, self._callback(topic, msgtype), qos, raw=True)
             self.node.get_logger().info(
@@ -162,6 +169,31 @@ class TopicRecorder:
                 f'durability={qos.durability.name.lower()}')
             new.append(topic)
         return new
+
+    def _requalify(self, topic: str) -> None:
+        """Resubscribe when a new publisher needs a weaker QoS (best effort / volatile)."""
+        msgtype = self.types[topic]
+        publishers = [e for e in self.node.get_publishers_info_by_topic(topic)
+                      if e.topic_type == msgtype]
+        if not publishers:
+            return
+        need, have = matching_qos(publishers), self._qos[topic]
+        if need.reliability == have.reliability and need.durability == have.durability:
+            return
+        incompatible = (
+            (have.reliability == ReliabilityPolicy.RELIABLE
+             and need.reliability == ReliabilityPolicy.BEST_EFFORT)
+            or (have.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                and need.durability == DurabilityPolicy.VOLATILE))
+        if not incompatible:
+            return  # the current subscription still matches every publisher
+        self.node.destroy_subscription(self.subscriptions.pop(topic))
+        self._qos[topic] = need
+        self.subscriptions[topic] = self.node.create_subscription(
+            self._classes[topic], topic, self._callback(topic, msgtype), need, raw=True)
+        self.node.get_logger().info(
+            f'resubscribed {topic}: reliability={need.reliability.name.lower()} '
+            f'durability={need.durability.name.lower()} (a new publisher needs it)')
 
     def _refuse(self, topic: str, why: str) -> None:
         self.refused[topic] = why

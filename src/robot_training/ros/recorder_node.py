@@ -16,6 +16,8 @@ The bag logic is in :mod:`robot_training.recording` (plain Python).
 
 from __future__ import annotations
 
+import sys
+
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
@@ -115,7 +117,9 @@ class RecorderNode(Node):
     # ---------------------------------------------------------------- callbacks
     def _on_episode_closed(self, record: dict) -> None:
         counts = ', '.join(f"{t} {c['written']}" for t, c in record['topics'].items())
-        self.get_logger().info(
+        say = (self.get_logger().info if self.context.ok()
+               else (lambda text: print(f'[recorder] {text}', file=sys.stderr, flush=True)))
+        say(
             f"episode {record['bag']} finished ({record['end_cause']}): "
             f"{record['message_count']} messages, {record['duration_s']:.1f} s [{counts}]")
 
@@ -180,13 +184,16 @@ class RecorderNode(Node):
 
     def shutdown(self, cause: str) -> None:
         """Finish the open bag (metadata written); safe to call twice."""
+        # after a signal the context is gone and /rosout with it: plain stderr then
+        say = (self.get_logger().info if self.context.ok()
+               else (lambda text: print(f'[recorder] {text}', file=sys.stderr, flush=True)))
         try:
             record = self.recorder.close(cause)
         except RecordingError as err:
-            self.get_logger().error(f'could not finish the open bag: {err}')
+            say(f'ERROR could not finish the open bag: {err}')
             return
         if record is not None:
-            self.get_logger().info(f"closed {record['bag']} on {cause}")
+            say(f"closed {record['bag']} on {cause}")
 
 
 def main(args=None) -> None:
