@@ -268,3 +268,47 @@ def test_unwritable_dataset_dir_fails_clearly(tmp_path, procs):
     out = finish(rec, 30)
     assert rec.returncode == 2, out
     assert 'cannot create dataset folder' in out and 'not a directory' in out
+
+
+MIXED_PUBLISHER = textwrap.dedent('''
+    import sys, time
+    import rclpy
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from std_msgs.msg import Float64
+    rclpy.init()
+    node = rclpy.create_node('mixed_publisher')
+    reliable = node.create_publisher(Float64, '/obs', QoSProfile(depth=10))
+    deadline = time.monotonic() + 30
+    while reliable.get_subscription_count() == 0:
+        if time.monotonic() > deadline:
+            sys.exit('no recorder subscribed')
+        time.sleep(0.05)
+    time.sleep(0.5)
+    for i in range(50):
+        reliable.publish(Float64(data=float(i)))
+        time.sleep(0.01)
+    best_effort = node.create_publisher(Float64, '/obs', qos_profile_sensor_data)
+    while best_effort.get_subscription_count() == 0:  # the recorder resubscribes
+        if time.monotonic() > deadline:
+            sys.exit('recorder did not match the best-effort publisher')
+        time.sleep(0.05)
+    time.sleep(0.5)
+    for i in range(50, 100):
+        best_effort.publish(Float64(data=float(i)))
+        time.sleep(0.01)
+    time.sleep(0.5)
+    print('done', flush=True)
+''')
+
+
+def test_later_best_effort_publisher_and_sqlite3(tmp_path, procs):
+    dataset = tmp_path / 'ds'
+    rec = procs.start(recorder_cmd(dataset, 'storage:=sqlite3'))
+    pub = procs.start([sys.executable, '-c', MIXED_PUBLISHER])
+    read_until(pub, lambda l: l == 'done', 60)
+    rec.send_signal(signal.SIGTERM)
+    out = finish(rec)
+    assert 'resubscribed /obs: reliability=best_effort' in out, out
+    (bag,) = list_episode_dirs(dataset)
+    assert (bag / f'{bag.name}.db3').is_file()
+    assert obs_values(bag) == [float(i) for i in range(100)]
