@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 class WorldModelConfig:
     """RSSM world model (PlaNet / DreamerV3 style).
 
-    ``size`` names a preset (``tiny``, ``small``, ``medium``, ``dreamerv3_s``; see
+    ``size`` names a preset (``tiny``, ``small`` (default), ``medium``, ``dreamerv3_s``; see
     ``robot_training.world_models.presets``) that replaces the architecture keys
     (``state_dim``, ``hidden_dim``, ``stoch_dim``, ``num_classes``, ``mlp_layers``, ``cnn_depth``,
     ``encoder_*``); ``null`` uses the keys as written. Batch, sequence and optimiser keys are
@@ -78,10 +78,11 @@ class WorldModelConfig:
     num_bins: int = 255
     """Bins of the two-hot symlog reward and value heads."""
     validation_fraction: float = 0.1
-    num_epochs: int = 100
+    num_epochs: int = 20
     """Epochs of ``train.py --mode world_model`` (one epoch ≈ the dataset's steps once)."""
-    size: Optional[str] = None
-    """Named size preset (see the class docstring); ``null`` keeps the keys above."""
+    size: Optional[str] = "small"
+    """Named size preset (see the class docstring). The default ``small`` is CPU-friendly and
+    replaces the seed's 256-wide sizes; ``null`` uses the keys above as written."""
     precision: str = "float32"
     """``float32`` or ``bfloat16`` (autocast; fast on CPUs with AVX512-BF16/AMX and on GPUs)."""
 
@@ -169,6 +170,8 @@ class DreamerConfig:
     """Environment steps kept in the online replay."""
     eval_every: int = 5000
     """Environment steps between evaluations (online)."""
+    offline_updates: int = 200
+    """Updates of ``train.py --mode dreamer`` on a dataset when no ``--total-timesteps`` is given."""
 
 
 @dataclass

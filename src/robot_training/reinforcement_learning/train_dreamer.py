@@ -327,15 +327,16 @@ def run_cli(cfg: Config, args, trajectories: Optional[Sequence[Trajectory]] = No
     with RunLogger(log_dir, enabled=cfg.training.tensorboard) as logger:
         if offline:
             data = cli_trajectories(cfg, args, trajectories, default_steps=0)
-            trainer = train_dreamer(data, num_steps=steps or cfg.training.num_iterations, config=cfg, logger=logger,
+            trainer = train_dreamer(data, num_steps=steps or cfg.dreamer.offline_updates, config=cfg, logger=logger,
                                     show_progress=cfg.training.progress_bar, checkpoint_dir=directory, resume=resume)
-            result = {"world_model_loss": trainer_loss(trainer)}
+            loss = trainer_loss(trainer)
+            result = {"world_model_loss": loss, "metric": f"world model loss {loss:.4g}"}
         else:
             trainer = train_dreamer(env_factory=env, num_steps=steps or 100_000, config=cfg, logger=logger,
                                     show_progress=cfg.training.progress_bar, checkpoint_dir=directory, resume=resume)
             eval_return = trainer.evaluate(cfg.training.eval_episodes)
             logger.scalar("charts/eval_return", eval_return, trainer.env_steps)
-            result = {"eval_return": eval_return}
+            result = {"eval_return": eval_return, "metric": f"eval return {eval_return:.1f}"}
         log_imagined_frames(trainer, logger)
         path = trainer.save_checkpoint(directory / "dreamer_final.pt")
     log.info("dreamer: %d env steps, %d updates, saved %s", trainer.env_steps, trainer.updates, path)

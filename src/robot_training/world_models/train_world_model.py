@@ -350,7 +350,7 @@ def run_cli(cfg: Config, args, trajectories: Optional[Sequence[Trajectory]] = No
         path = trainer.save_checkpoint(directory / "world_model_final.pt")
     log.info("world model: %d updates, validation loss %.4f, saved %s", trainer.updates, validation, path)
     return {"checkpoint": str(path), "validation_loss": validation, "updates": trainer.updates,
-            "log_dir": str(log_dir)}
+            "log_dir": str(log_dir), "metric": f"validation loss {validation:.4g}"}
 
 
 def log_open_loop_images(trainer: WorldModelTrainer, logger: RunLogger, count: int = 4, step: Optional[int] = None) -> None:
