@@ -210,6 +210,15 @@ def main(args=None) -> None:
     except (RecordingError, ValueError, OSError) as err:  # settings, interface file, disk
         print(f'recorder: {err}', flush=True)
         raise SystemExit(2) from None
+    except Exception:
+        # A signal that shuts the context down while the executor builds its wait set
+        # surfaces as an RCLError ("context is not valid"): a normal shutdown.
+        if rclpy.ok():
+            raise
+        cause = 'signal'
+    else:
+        if not rclpy.ok():
+            cause = 'signal'
     finally:
         if node is not None:
             node.shutdown(cause)
