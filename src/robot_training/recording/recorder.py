@@ -212,10 +212,13 @@ class DatasetRecorder:
         return ep.path if ep else None
 
     def start(self) -> None:
-        """Accept messages (the bag itself is opened by the first message)."""
+        """Accept messages (the bag itself is opened by the first message).
+
+        After a write error (disk full) this is how recording resumes, into a new bag; the
+        error is cleared and the failed bag stays as it is, for ``repair_bag``.
+        """
         with self._lock:
-            if self.error:
-                raise RecordingError(f'recorder stopped after an error: {self.error}')
+            self.error = None
             self._recording = True
 
     def stop(self, cause: str = 'stop') -> Optional[dict]:
