@@ -162,7 +162,10 @@ def _scan_mcap(bag_file: Path) -> _Scan:
             except StopIteration:
                 break
             except McapError as err:  # EndOfFile: a record cut short by the kill
-                scan.stop_reason = f'truncated record ({err.__class__.__name__} {err})'.strip()
+                if scan.good_bytes == size:
+                    scan.stop_reason = 'end of file before the summary and footer'
+                else:
+                    scan.stop_reason = f'record cut short ({err.__class__.__name__} {err})'.strip()
                 break
             except Exception as err:  # noqa: BLE001 - a torn fixed-size field, garbage
                 scan.stop_reason = f'unreadable record ({err.__class__.__name__}: {err})'
