@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -229,5 +228,3 @@ class TopicRecorder:
         self.subscriptions.clear()
 
 
-def monotonic_s() -> float:
-    return time.monotonic()
