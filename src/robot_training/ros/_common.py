@@ -226,5 +226,3 @@ class TopicRecorder:
         for sub in self.subscriptions.values():
             self.node.destroy_subscription(sub)
         self.subscriptions.clear()
-
-
