@@ -49,28 +49,30 @@ def random_batch(kind: str, rng: np.random.Generator, obs_dim: int = 3, action_d
     return batch
 
 
-def time_ours(kind: str, size: str, precision: str, gradient: str, updates: int) -> float:
-    """Median seconds per update (the first, warm-up update excluded)."""
-    from robot_training.reinforcement_learning.train_dreamer import DreamerTrainer
+class OursTimer:
+    """One of our trainers at a given setting; :meth:`step` times one update on a random batch."""
 
-    cfg = Config().replace(world_model={"size": size, "batch_size": BATCH, "sequence_length": LENGTH,
-                                        "precision": precision},
-                           dreamer={"actor_gradient": gradient}, training={"device": "cpu"})
-    trainer = DreamerTrainer((3,) if kind == "vector" else (64, 64, 3), 1, cfg)
-    rng = np.random.default_rng(0)
-    times = []
-    for _ in range(updates + 1):
-        batch = random_batch(kind, rng)
+    def __init__(self, kind: str, size: str, precision: str, gradient: str, seed: int = 0):
+        from robot_training.reinforcement_learning.train_dreamer import DreamerTrainer
+
+        cfg = Config().replace(world_model={"size": size, "batch_size": BATCH, "sequence_length": LENGTH,
+                                            "precision": precision},
+                               dreamer={"actor_gradient": gradient}, training={"device": "cpu"})
+        self.kind = kind
+        self.trainer = DreamerTrainer((3,) if kind == "vector" else (64, 64, 3), 1, cfg)
+        self.rng = np.random.default_rng(seed)
+
+    def step(self) -> float:
+        batch = random_batch(self.kind, self.rng)
         start = time.perf_counter()
-        trainer.update(batch)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times[1:]))
+        self.trainer.update(batch)
+        return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------------- the reference
 
 
-def reference_worker(repo: str, kind: str, updates: int) -> None:
+def reference_worker(repo: str, kind: str) -> None:
     """Child process: time the reference's world-model + behaviour update; print JSON."""
     import types
 
@@ -114,8 +116,10 @@ def reference_worker(repo: str, kind: str, updates: int) -> None:
     world_model = models.WorldModel(gym.spaces.Dict(spaces), gym.spaces.Box(-1, 1, (1,), np.float32), 0, config)
     behavior = models.ImagBehavior(config, world_model)
     rng = np.random.default_rng(0)
-    times = []
-    for _ in range(updates + 1):
+    print("REFERENCE_READY", flush=True)
+    for line in sys.stdin:  # one update per request line, so the parent can interleave
+        if line.strip() != "update":
+            break
         ours = random_batch(kind, rng)
         data = {"image": (ours["observation"] if kind == "image"
                           else np.zeros((BATCH, LENGTH, 64, 64, 3), np.uint8)).astype(np.float32),
@@ -127,33 +131,73 @@ def reference_worker(repo: str, kind: str, updates: int) -> None:
         posterior, _, _ = world_model._train(data)
         reward = lambda feat, state, action: world_model.heads["reward"](world_model.dynamics.get_feat(state)).mode()
         behavior._train(posterior, reward)
-        times.append(time.perf_counter() - start)
-    print("REFERENCE_RESULT " + json.dumps({"seconds": float(np.median(times[1:]))}), flush=True)
+        print("REFERENCE_SECONDS " + json.dumps(time.perf_counter() - start), flush=True)
 
 
-def time_reference(repo: str, kind: str, updates: int) -> float:
-    out = subprocess.run([sys.executable, __file__, "--reference-worker", repo, kind, str(updates)],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    for line in out.stdout.splitlines():
-        if line.startswith("REFERENCE_RESULT "):
-            return json.loads(line.split(" ", 1)[1])["seconds"]
-    raise RuntimeError(f"reference run failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+class ReferenceTimer:
+    """The reference in a child process, one timed update per :meth:`step`."""
+
+    def __init__(self, repo: str, kind: str):
+        self.process = subprocess.Popen([sys.executable, __file__, "--reference-worker", repo, kind],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        self._read("REFERENCE_READY")
+
+    def _read(self, prefix: str) -> str:
+        for line in self.process.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        raise RuntimeError(f"reference worker ended early (exit status {self.process.wait()})")
+
+    def step(self) -> float:
+        self.process.stdin.write("update\n")
+        self.process.stdin.flush()
+        return float(json.loads(self._read("REFERENCE_SECONDS")))
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def interleaved_timing(kind: str, reference: str, rounds: int) -> list:
+    """Round-robin one update of every setting per round (load drift hits all alike); the
+    first round is warm-up. Rows hold the median seconds of the remaining rounds."""
+    settings = [("ours", kind, "dreamerv3_s", "float32", "dynamics"),
+                ("ours", kind, "dreamerv3_s", "float32", "reinforce"),
+                ("ours", kind, "dreamerv3_s", "bfloat16", "dynamics"),
+                ("ours", kind, "dreamerv3_s", "bfloat16", "reinforce"),
+                ("ours", kind, "small", "float32", "dynamics")]
+    timers = {}
+    if reference:
+        timers[f"reference NM512 {kind} dmc_{'proprio' if kind == 'vector' else 'vision'} float32"] = ReferenceTimer(reference, kind)
+    for _, k, size, precision, gradient in settings:
+        label = f"ours {k} {size}{' (CPU default)' if size == 'small' else ''} {precision} {gradient}"
+        timers[label] = OursTimer(k, size, precision, gradient)
+    times = {label: [] for label in timers}
+    for round_index in range(rounds + 1):
+        for label, timer in timers.items():
+            seconds = timer.step()
+            if round_index:
+                times[label].append(seconds)
+            print(f"  round {round_index}: {label}: {seconds:.2f} s", flush=True)
+    for timer in timers.values():
+        if isinstance(timer, ReferenceTimer):
+            timer.close()
+    return [{"config": label, "updates": len(t), "ms_per_update": 1000 * float(np.median(t))}
+            for label, t in times.items()]
 
 
 # ---------------------------------------------------------------------- learning runs
 
 
 def learning_config(env: str, seed: int, args) -> Config:
-    if env.startswith("pixels:"):
-        wm = {"size": "small", "batch_size": 16, "sequence_length": 32, "learning_rate": 3e-4,
-              "precision": args.precision}
-        dreamer = {"actor_gradient": "dynamics", "train_ratio": args.train_ratio, "prefill_steps": 1000,
-                   "eval_every": args.eval_every, "actor_lr": 1e-4, "critic_lr": 1e-4}
-    else:
-        wm = {"size": "small", "batch_size": 16, "sequence_length": 32, "learning_rate": 3e-4,
-              "precision": args.precision}
-        dreamer = {"actor_gradient": "dynamics", "train_ratio": args.train_ratio, "prefill_steps": 1000,
-                   "eval_every": args.eval_every, "actor_lr": 1e-4, "critic_lr": 1e-4}
+    """The small CPU preset at batch 16 × 32, bfloat16 autocast, faster learning rates than
+    DreamerV3's (small models on short budgets), backpropagation through the dynamics."""
+    wm = {"size": "small", "batch_size": 16, "sequence_length": 32, "learning_rate": 6e-4,
+          "precision": args.precision}
+    ratio = args.pixel_train_ratio if env.startswith("pixels:") else args.train_ratio
+    dreamer = {"actor_gradient": "dynamics", "train_ratio": ratio, "prefill_steps": 1000,
+               "eval_every": args.eval_every, "actor_lr": 2e-4, "critic_lr": 2e-4}
     return Config().replace(world_model=wm, dreamer=dreamer,
                             training={"device": "cpu", "seed": seed, "eval_episodes": 3, "tensorboard": False})
 
@@ -215,19 +259,20 @@ def print_table(rows) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--reference-worker":
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
-        reference_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        reference_worker(sys.argv[2], sys.argv[3])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timing", action="store_true", help="update cost at batch 16 × sequence 64")
-    parser.add_argument("--timing-updates", type=int, default=3)
+    parser.add_argument("--timing-updates", type=int, default=3, help="timed rounds after one warm-up round")
     parser.add_argument("--reference", help="checkout of NM512/dreamerv3-torch to time side by side")
     parser.add_argument("--pendulum", action="store_true", help="online Pendulum-v1 from vectors")
     parser.add_argument("--pixels", action="store_true", help="online InvertedPendulum-v5 from 64×64 frames")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--pendulum-steps", type=int, default=20_000)
     parser.add_argument("--pixel-steps", type=int, default=10_000)
-    parser.add_argument("--train-ratio", type=float, default=128.0)
-    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--train-ratio", type=float, default=64.0, help="Pendulum: replayed steps per env step")
+    parser.add_argument("--pixel-train-ratio", type=float, default=128.0)
+    parser.add_argument("--precision", default="bfloat16")
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
@@ -238,21 +283,13 @@ def main() -> None:
     rows = []
     if args.timing:
         for kind in ("vector", "image"):
-            if args.reference:
-                seconds = time_reference(args.reference, kind, args.timing_updates)
-                rows.append({"config": f"reference NM512 {kind} dmc_{'proprio' if kind == 'vector' else 'vision'} (fp32)",
-                             "updates": args.timing_updates, "ms_per_update": 1000 * seconds})
-                print_table(rows[-1:])
-            for precision, gradient in (("float32", "dynamics"), ("float32", "reinforce"),
-                                        ("bfloat16", "dynamics"), ("bfloat16", "reinforce")):
-                seconds = time_ours(kind, "dreamerv3_s", precision, gradient, args.timing_updates)
-                rows.append({"config": f"ours {kind} dreamerv3_s {precision} {gradient}",
-                             "updates": args.timing_updates, "ms_per_update": 1000 * seconds})
-                print_table(rows[-1:])
-            seconds = time_ours(kind, "small", "float32", "dynamics", args.timing_updates)
-            rows.append({"config": f"ours {kind} small (CPU default) float32 dynamics",
-                         "updates": args.timing_updates, "ms_per_update": 1000 * seconds})
-            print_table(rows[-1:])
+            kind_rows = interleaved_timing(kind, args.reference, args.timing_updates)
+            print_table(kind_rows)
+            reference_ms = kind_rows[0]["ms_per_update"] if args.reference else None
+            if reference_ms:
+                for row in kind_rows[1:]:
+                    print(f"  {row['config']}: {row['ms_per_update'] / reference_ms:.2f} × the reference's time")
+            rows += kind_rows
     if args.pendulum:
         results = []
         for seed in args.seeds:
