@@ -242,7 +242,8 @@ def test_bags_of_the_project_recorder(tmp_path):
     from robot_training.recording import DatasetRecorder, RecorderConfig
 
     pendulum = load_interface(os.path.join(os.path.dirname(__file__), "..", "config", "interface_inverted_pendulum.yaml"))
-    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path / "ds"), interface_fingerprint=pendulum.fingerprint))
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path / "ds"), interface_fingerprint=pendulum.fingerprint,
+                                         interface_yaml=pendulum.to_yaml()))
     for topic, msgtype in pendulum.streams():
         rec.add_topic(topic, msgtype)
     rec.start()
@@ -283,3 +284,15 @@ def test_bags_of_the_project_recorder(tmp_path):
         np.testing.assert_allclose(t.observations[:, 0], np.arange(29) * 0.01, atol=1e-6)  # slider first
         np.testing.assert_allclose(t.actions[:, 0], np.arange(29) * 0.1, atol=1e-6)  # recorded, not clipped
         np.testing.assert_array_equal(t.rewards, np.ones(29))
+    # the recorder stored the description with the dataset: it loads without naming it
+    stored = load_bag_dataset(tmp_path / "ds", cache=False)
+    assert [t.episode_id for t in stored] == [t.episode_id for t in trajs]
+    for a, b in zip(trajs, stored):
+        np.testing.assert_array_equal(a.observations, b.observations)
+    # and refuses to mix episodes of another description into that dataset
+    from robot_training.recording import RecordingError
+
+    other = pendulum.to_yaml().replace("control_rate_hz: 25.0", "control_rate_hz: 50.0")
+    assert other != pendulum.to_yaml()
+    with pytest.raises(RecordingError, match="another interface description"):
+        DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path / "ds"), interface_yaml=other))

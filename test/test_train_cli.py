@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,38 @@ def test_killed_run_resumes_with_same_step_counter_and_optimizer(tmp_path):
     assert after["num_timesteps"] == step + 512 and after["iteration"] == before["iteration"] + 2
     k = next(iter(before["optimizer"]["state"]))
     assert float(after["optimizer"]["state"][k]["step"]) == float(before["optimizer"]["state"][k]["step"]) + 2 * 2 * 2
+
+
+def test_supervised_from_bags_through_the_interface(tmp_path, capsys):
+    """--data takes rosbag2 bags; --interface (or the stored description) turns them into steps."""
+    import yaml
+
+    from robot_training.data.bag_dataset import write_synthetic_bag
+    from robot_training.supervised_learning.bc import BehavioralCloning
+
+    description = {
+        "name": "cli-test", "control_rate_hz": 100, "max_staleness_s": 0.015,
+        "observations": [{"name": "joints", "topic": "/joint_states", "type": "sensor_msgs/msg/JointState",
+                          "joint_names": ["slider", "hinge"], "fields": ["position", "velocity"]}],
+        "action": {"topic": "/cmd", "type": "std_msgs/msg/Float64MultiArray", "size": 1},
+        "reward": {"topic": "/reward", "type": "std_msgs/msg/Float64"},
+        "episodes": {"topic": "/episode_event", "terminal_reasons": ["terminated"]},
+    }
+    iface = tmp_path / "iface.yaml"
+    iface.write_text(yaml.safe_dump(description))
+    write_synthetic_bag(tmp_path / "bags" / "a", steps=60, episodes=2)
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("bc:\n  num_epochs: 3\n  hidden_dim: 16\n")
+    common = ["--mode", "supervised", "--data", str(tmp_path / "bags"), "--config", str(cfg),
+              "--checkpoint-dir", str(tmp_path / "ck"), "--no-progress"]
+    assert train.main(common) == 2  # no description given and none stored with these bags
+    assert "no interface description" in capsys.readouterr().err
+    assert train.main(common + ["--interface", str(iface)]) == 0
+    out = capsys.readouterr().out
+    assert "supervised (bc, 2 episodes)" in out
+    ckpt = tmp_path / "ck" / "supervised_learning" / "checkpoints" / "bc" / "bc_final.pt"
+    bc = BehavioralCloning().load(ckpt)
+    assert bc.predict(np.zeros(4, np.float32)).shape == (1,)
+    assert train.main(["--mode", "supervised", "--data", str(tmp_path / "small.yaml"),
+                       "--interface", str(iface)]) == 2
+    assert "--interface applies to bags" in capsys.readouterr().err

@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from CHECKPOINT, or from the newest checkpoint of the run")
     p.add_argument("--data", default=None,
-                   help="trajectory file (or rosbag2 folder) for supervised / world_model / dreamer")
+                   help="trajectory file, or rosbag2 bag / folder of bags, for supervised / world_model / dreamer")
+    p.add_argument("--interface", default=None, metavar="YAML",
+                   help="interface description for --data bags (default: the one stored with the bags)")
     p.add_argument("--checkpoint-dir", default=None, help="root of the checkpoint layout (training.checkpoint_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -80,20 +82,24 @@ def config_from_args(args):
 # --------------------------------------------------------------------------- data
 
 
-def load_data(path: str):
-    """Trajectories from a file written by save_trajectories, or from a rosbag2 folder."""
+def load_data(path: str, interface: Optional[str] = None):
+    """Trajectories from a file written by save_trajectories, or from rosbag2 bags.
+
+    Bags are turned into trajectories through ``interface`` (a YAML path), or through the
+    description the recorder stored with them.
+    """
+    from robot_training.data.bag_dataset import is_bag_path, load_bag_dataset
     from robot_training.data.trajectory import load_trajectories
 
     p = Path(path)
-    if p.is_dir():
-        if importlib.util.find_spec("robot_training.data.bag_dataset") is None:
-            raise UsageError(f"--data {path}: is a folder (a rosbag2 bag?); reading bags needs "
-                             "robot_training.data.bag_dataset, which is not available yet")
-        from robot_training.data.bag_dataset import load_bag_dataset
-
-        return list(load_bag_dataset(p))
     if not p.exists():
         raise UsageError(f"--data {path}: no such file or folder")
+    if is_bag_path(p):
+        return list(load_bag_dataset(p, interface))
+    if p.is_dir():
+        raise UsageError(f"--data {path}: a folder with no rosbag2 bags in it")
+    if interface is not None:
+        raise UsageError(f"--interface applies to bags; --data {path} is a trajectory file")
     return load_trajectories(p)
 
 
@@ -103,7 +109,7 @@ def default_demonstrations_path(cfg) -> Path:
 
 def _data_or_default(cfg, args, mode: str):
     if args.data is not None:
-        return load_data(args.data)
+        return load_data(args.data, args.interface)
     default = default_demonstrations_path(cfg)
     if default.is_file():
         return load_data(str(default))
@@ -186,14 +192,14 @@ def _external_rows(result, component: str) -> List[Row]:
 def run_world_model(cfg, args, trajectories=None) -> List[Row]:
     run = _external("robot_training.world_models.train_world_model", "world_model")
     if trajectories is None and args.data is not None:
-        trajectories = load_data(args.data)
+        trajectories = load_data(args.data, args.interface)
     return _external_rows(run(cfg, args, trajectories=trajectories), "world_model")
 
 
 def run_dreamer(cfg, args, trajectories=None) -> List[Row]:
     run = _external("robot_training.reinforcement_learning.train_dreamer", "dreamer")
     if trajectories is None and args.data is not None:
-        trajectories = load_data(args.data)
+        trajectories = load_data(args.data, args.interface)
     return _external_rows(run(cfg, args, trajectories=trajectories), "dreamer")
 
 
@@ -266,10 +272,13 @@ def _user_errors():
 
     from robot_training.checkpoint import CheckpointError
     from robot_training.config import ConfigError
+    from robot_training.data.bag_dataset import BagError
+    from robot_training.data.interface import InterfaceError
     from robot_training.data.trajectory import TrajectoryError
     from robot_training.envs.make import EnvError
 
-    return (UsageError, ConfigError, CheckpointError, TrajectoryError, EnvError, gymnasium.error.Error)
+    return (UsageError, ConfigError, CheckpointError, TrajectoryError, BagError, InterfaceError, EnvError,
+            gymnasium.error.Error)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

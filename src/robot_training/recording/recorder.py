@@ -49,6 +49,8 @@ EPISODE_EVENT_TYPE = f'{OWN_PACKAGE}/msg/EpisodeEvent'
 EVENT_START, EVENT_END, EVENT_RESET = 0, 1, 2
 EPISODE_DIR_RE = re.compile(r'^episode_(\d{6,})$')
 SIDECAR = 'episode.yaml'
+INTERFACE_FILE = 'interface.yaml'
+"""The dataset's interface description, as ``robot_training.data.bag_dataset`` looks for it."""
 CUSTOM_DATA_KEY = 'robot_training.episode'
 
 
@@ -72,6 +74,9 @@ class RecorderConfig:
     """Topic of ``robot_training_msgs/msg/EpisodeEvent``; '' disables event splitting."""
     interface_fingerprint: str = ''
     """sha256 of the interface description the topics come from, kept with every bag."""
+    interface_yaml: str = ''
+    """The description itself, written once as ``<dataset_dir>/interface.yaml`` so that the
+    dataset loads for training without naming the description again."""
     expected_rates_hz: dict = field(default_factory=dict)
     """Known publishing rates per topic for gap detection (others: median interval)."""
     fsync: bool = True
@@ -185,6 +190,32 @@ class DatasetRecorder:
         existing = list_episode_dirs(self.dataset)
         if existing:
             self._next_index = int(EPISODE_DIR_RE.match(existing[-1].name).group(1)) + 1
+        if self.config.interface_yaml:
+            self._store_interface()
+
+    def _store_interface(self) -> None:
+        """Write ``interface.yaml`` once; refuse a dataset recorded with another description."""
+        path = self.dataset / INTERFACE_FILE
+        if path.is_file():
+            try:
+                stored = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+            except (OSError, yaml.YAMLError) as err:
+                raise RecordingError(f'{path}: unreadable interface description ({err})') from err
+            new = yaml.safe_load(self.config.interface_yaml) or {}
+            if stored != new:
+                raise RecordingError(
+                    f'{self.dataset} was recorded with another interface description ({path}); '
+                    'record into a new dataset_dir so that episodes of one dataset share one description')
+            return
+        tmp = path.with_suffix('.yaml.tmp')
+        try:
+            with open(tmp, 'w', encoding='utf-8') as f:
+                f.write(self.config.interface_yaml)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            raise RecordingError(describe_os_error(err, path, 'write interface description')) from err
 
     def add_topic(self, topic: str, msgtype: str, offered_qos: Optional[list] = None) -> None:
         """Declare a topic to record (bags get its connection even with no message yet)."""

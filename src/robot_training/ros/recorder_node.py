@@ -66,11 +66,12 @@ class RecorderNode(Node):
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         topics = [t for t in (p['topics'] or []) if t]
         wanted = {t: '' for t in topics}
-        fingerprint, rates = '', {}
+        fingerprint, rates, interface_yaml = '', {}, ''
         if p['interface_file']:
             from robot_training.data.interface import load_interface
             interface = load_interface(p['interface_file'])
             fingerprint = interface.fingerprint
+            interface_yaml = interface.to_yaml()
             for topic, msgtype in interface.streams():
                 wanted[topic] = msgtype
         event_topic = p['episode_event_topic']
@@ -82,7 +83,8 @@ class RecorderNode(Node):
             dataset_dir=p['dataset_dir'], storage=p['storage'], compression=p['compression'],
             flush_period_s=p['flush_period_s'], max_episode_duration_s=p['max_episode_duration_s'],
             max_episode_size_mb=p['max_episode_size_mb'], episode_event_topic=event_topic,
-            interface_fingerprint=fingerprint, expected_rates_hz=rates)
+            interface_fingerprint=fingerprint, interface_yaml=interface_yaml,
+            expected_rates_hz=rates)
         self.recorder = DatasetRecorder(config, on_episode_closed=self._on_episode_closed)
         if p['repair_on_start']:
             self._repair_leftovers()
