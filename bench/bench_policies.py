@@ -127,7 +127,12 @@ def main(argv=None) -> int:
     p.add_argument("--skip-sb3", action="store_true")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--bc-episodes", type=int, default=20)
+    p.add_argument("--sb3-threads", type=int, default=1,
+                   help="torch threads while SB3 trains: 1 (same as this suite, the default) or 0 for "
+                        "PyTorch's default, which is what an SB3 user gets")
     args = p.parse_args(argv)
+    default_threads = torch.get_num_threads()
+    sb3_threads = args.sb3_threads or default_threads
     torch.set_num_threads(1)
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     use_sb3 = not args.skip_sb3
@@ -155,7 +160,11 @@ def main(argv=None) -> int:
             experts.setdefault(name, []).append((ret, algo))
             print(f"[robot_training] {name} seed {seed}: return {ret:.1f}, {sps:.0f} steps/s", flush=True)
             if use_sb3 and seed in sb3_seeds:
-                model, sps = theirs(steps, seed)
+                torch.set_num_threads(sb3_threads)
+                try:
+                    model, sps = theirs(steps, seed)
+                finally:
+                    torch.set_num_threads(1)
                 ret = evaluate(_sb3_predict(model, discrete), env_id, args.eval_episodes)
                 results.setdefault(("sb3", name), []).append((seed, ret, sps))
                 print(f"[sb3]            {name} seed {seed}: return {ret:.1f}, {sps:.0f} steps/s", flush=True)
@@ -177,6 +186,7 @@ def main(argv=None) -> int:
         bc_row = (demo_ret, bc_ret, random_ret, score, bc_time)
 
     print()
+    print(f"torch threads: robot_training 1, SB3 {sb3_threads}")
     print(f"{'algorithm':<22}{'library':<16}{'seeds':<10}{'return (median)':>16}{'returns':>28}"
           f"{'steps/s':>10}{'ratio vs SB3':>14}")
     for name, env_id, steps, *_ in jobs:
