@@ -1,0 +1,7 @@
+"""Deploying trained policies: :func:`load_policy` and :class:`PolicyRunner` (plain Python;
+the ROS node is :mod:`robot_training.ros.policy_server_node`)."""
+
+from robot_training.deploy.policy import LOADERS, DeployedPolicy, DeployError, load_policy
+from robot_training.deploy.runner import PolicyRunner, Tick
+
+__all__ = ["LOADERS", "DeployedPolicy", "DeployError", "load_policy", "PolicyRunner", "Tick"]

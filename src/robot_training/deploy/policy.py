@@ -1,0 +1,173 @@
+"""Deployable policies: one loader for every actor checkpoint, one small acting surface.
+
+::
+
+    policy = load_policy("policy_ppo_final.pt", interface=load_interface("config/interface.yaml"))
+    policy.reset()                      # at the start of every episode
+    action = policy.act(observation)    # NumPy in, NumPy out; recurrent state kept inside
+
+Kinds: ``ppo``, ``sac`` (:class:`PolicyTrainer`), ``bc`` (feed-forward or LSTM,
+:class:`BehavioralCloning`) and ``dreamer`` (:class:`DreamerAgent`, agent or full trainer
+checkpoint). A ``world_model`` checkpoint has no actor and is refused, as are missing files,
+files that are not robot_training checkpoints, and checkpoints whose observation/action sizes
+or interface fingerprint differ from the interface the policy is deployed with.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from robot_training.checkpoint import CheckpointError, file_sha256, load_checkpoint
+
+PathLike = Union[str, os.PathLike]
+
+
+class DeployError(RuntimeError):
+    """A checkpoint that cannot be deployed (one line saying why)."""
+
+
+class DeployedPolicy:
+    """One loaded actor: ``reset()`` and ``act(observation) -> action``.
+
+    ``observation_shape`` is ``(D,)`` (or a dict of shapes for image policies), ``action_dim``
+    the action size; ``recurrent`` says whether :meth:`reset` matters.
+    """
+
+    def __init__(self, *, kind: str, path: Path, sha256: str, interface_fingerprint: Optional[str],
+                 observation_shape: Any, action_dim: int, recurrent: bool,
+                 act_fn: Callable[[Any, Any, bool], Tuple[np.ndarray, Any]],
+                 initial_state: Callable[[], Any], deterministic: bool = True):
+        self.kind = kind
+        self.path = path
+        self.sha256 = sha256
+        self.interface_fingerprint = interface_fingerprint
+        self.observation_shape = observation_shape
+        self.action_dim = int(action_dim)
+        self.recurrent = recurrent
+        self.deterministic = deterministic
+        self._act_fn = act_fn
+        self._initial_state = initial_state
+        self._state = initial_state()
+
+    def reset(self) -> None:
+        """Forget the recurrent state (no-op for feed-forward policies)."""
+        self._state = self._initial_state()
+
+    def act(self, observation) -> np.ndarray:
+        action, self._state = self._act_fn(observation, self._state, self.deterministic)
+        return np.asarray(action, dtype=np.float64).reshape(self.action_dim)
+
+    def describe(self) -> str:
+        return f"{self.kind} policy {self.path.name} (sha256 {self.sha256[:12]})"
+
+    def __repr__(self) -> str:
+        return (f"DeployedPolicy(kind={self.kind!r}, path='{self.path}', observation_shape={self.observation_shape}, "
+                f"action_dim={self.action_dim}, recurrent={self.recurrent})")
+
+
+# --------------------------------------------------------------------------- one loader per kind
+
+
+def _load_policy_trainer(path: Path, kind: str, data: Dict[str, Any]):
+    from robot_training.policies.train_policy import PolicyTrainer
+
+    trainer = PolicyTrainer(kind).load(path, load_replay=False)
+    obs_space, act_space = trainer.algo.observation_space, trainer.algo.action_space
+    if getattr(act_space, "shape", None) is None or len(act_space.shape) != 1:
+        raise DeployError(f"{path}: {kind} policy with action space {act_space}: only continuous (Box) "
+                          "actions can be deployed on an interface")
+
+    def act(obs, state, deterministic):
+        return trainer.predict(np.asarray(obs, dtype=np.float32), deterministic=deterministic), state
+
+    return dict(observation_shape=tuple(obs_space.shape), action_dim=int(act_space.shape[0]), recurrent=False,
+                act_fn=act, initial_state=lambda: None)
+
+
+def _load_bc(path: Path, kind: str, data: Dict[str, Any]):
+    from robot_training.supervised_learning.bc import BehavioralCloning
+
+    bc = BehavioralCloning().load(path)
+    bc.model.eval()
+
+    def act(obs, state, deterministic):
+        return bc.step(np.asarray(obs, dtype=np.float32), state, deterministic=deterministic)
+
+    return dict(observation_shape=(int(data["observation_dim"]),), action_dim=int(data["action_dim"]),
+                recurrent=bool(bc.cfg.use_sequences), act_fn=act, initial_state=lambda: bc.initial_state(1))
+
+
+def _load_dreamer(path: Path, kind: str, data: Dict[str, Any]):
+    from robot_training.reinforcement_learning.dreamer import DreamerAgent
+
+    agent = DreamerAgent.from_checkpoint(path)
+
+    def act(obs, carry, deterministic):
+        return agent.policy(carry, obs, deterministic=deterministic)
+
+    return dict(observation_shape=agent.observation_shape, action_dim=agent.action_dim, recurrent=True,
+                act_fn=act, initial_state=lambda: None)
+
+
+#: checkpoint kind → loader (an explicit registry)
+LOADERS: Dict[str, Callable] = {
+    "ppo": _load_policy_trainer,
+    "sac": _load_policy_trainer,
+    "bc": _load_bc,
+    "dreamer": _load_dreamer,
+}
+
+
+def _check_interface(path: Path, interface, fingerprint: Optional[str], obs_shape, action_dim: int) -> None:
+    if fingerprint and fingerprint != interface.fingerprint:
+        raise DeployError(f"{path}: trained with interface {fingerprint[:12]}, deployed with "
+                          f"{interface.name or interface.source} {interface.fingerprint[:12]}: "
+                          "the observations or actions differ (retrain, or use the interface it was trained with)")
+    expected = interface.observation_shape
+    shape = obs_shape
+    if isinstance(expected, tuple) and not isinstance(shape, dict):
+        shape = tuple(int(s) for s in shape)
+    if shape != expected:
+        raise DeployError(f"{path}: policy observes {shape}, interface {interface.source} gives {expected}")
+    if action_dim != interface.action_dim:
+        raise DeployError(f"{path}: policy outputs {action_dim} action values, interface {interface.source} "
+                          f"expects {interface.action_dim}")
+
+
+def load_policy(path: PathLike, interface=None, deterministic: bool = True) -> DeployedPolicy:
+    """Load an actor checkpoint of any kind; with ``interface``, check that it fits.
+
+    Raises :class:`DeployError` with one line saying why a checkpoint is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeployError(f"{path}: checkpoint not found" if not path.exists() else f"{path}: not a file")
+    try:
+        data = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise DeployError(str(exc)) from None
+    except Exception as exc:  # torch raises many kinds on a file that is not a zip/pickle
+        raise DeployError(f"{path}: not a robot_training checkpoint ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    kind = data.get("kind")
+    if kind == "world_model":
+        raise DeployError(f"{path}: a world-model checkpoint has no actor to deploy "
+                          "(train Dreamer on it, or deploy a ppo/sac/bc/dreamer checkpoint)")
+    loader = LOADERS.get(kind)
+    if loader is None:
+        raise DeployError(f"{path}: checkpoint kind {kind!r} cannot be deployed; one of {sorted(LOADERS)}")
+    fingerprint = data.get("interface_fingerprint") or None
+    try:
+        parts = loader(path, kind, data)
+    except DeployError:
+        raise
+    except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
+        raise DeployError(f"{path}: cannot load the {kind} policy: {exc}") from None
+    if interface is not None:
+        _check_interface(path, interface, fingerprint, parts["observation_shape"], parts["action_dim"])
+    return DeployedPolicy(kind=kind, path=path.resolve(), sha256=file_sha256(path), interface_fingerprint=fingerprint,
+                          deterministic=deterministic, **parts)

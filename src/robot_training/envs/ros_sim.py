@@ -1,0 +1,142 @@
+"""A Gymnasium MuJoCo env seen through an interface description: the simulator node's core.
+
+::
+
+    sim = InterfaceSim(load_interface("config/interface_inverted_pendulum.yaml"), "InvertedPendulum-v5")
+    out = sim.reset()                     # SimOutput: observation messages, events
+    sim.set_action(cmd_msg)               # any message of the action type (clipped)
+    out = sim.step()                      # one control step with the action held
+
+The env's flat observation vector is split into the interface's observation streams (in
+order, with the stream converters' ``to_message``), so that the policy server's
+``build_observation`` gives back exactly the env's observation. The reward goes to a
+``std_msgs/Float64`` (``.data``), episode boundaries to EpisodeEvent values (START after every
+reset, END with reason ``terminated`` or ``truncated``). The next :meth:`step` after an END
+resets the env first. Time is simulation time: ``control_period_s`` per step, starting at 0.
+
+Plain Python: message classes are passed in as factories (rclpy classes in the node).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from robot_training.envs.make import make_env
+
+EVENT_START, EVENT_END, EVENT_RESET = 0, 1, 2
+
+
+class SimError(ValueError):
+    """An env that does not fit the interface description."""
+
+
+@dataclass
+class Episode:
+    """An episode boundary, with the values an EpisodeEvent carries."""
+
+    episode_id: int
+    event: int
+    episode_return: float = 0.0
+    length: int = 0
+    success: bool = False
+    reason: str = ""
+
+
+@dataclass
+class SimOutput:
+    """What one reset or step produced: observation messages by topic, reward, boundaries."""
+
+    sim_time_ns: int
+    observations: Dict[str, Any]
+    observation: np.ndarray
+    reward: Optional[float] = None
+    events: List[Episode] = field(default_factory=list)
+
+
+class InterfaceSim:
+    def __init__(self, interface, env: Any = "InvertedPendulum-v5", seed: int = 0,
+                 message_factories: Optional[Dict[str, Callable[[], Any]]] = None,
+                 max_episode_steps: Optional[int] = None):
+        if interface.observation_layout != "flat":
+            raise SimError("the embedded simulator publishes vector observations only (no image streams)")
+        kwargs = {"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {}
+        self.env = make_env(env, **kwargs) if kwargs else make_env(env)
+        self.interface = interface
+        obs_dim = int(np.prod(self.env.observation_space.shape))
+        act_shape = getattr(self.env.action_space, "shape", None)
+        if obs_dim != interface.observation_shape[0]:
+            raise SimError(f"env {env} observes {obs_dim} values, interface {interface.source} "
+                           f"describes {interface.observation_shape[0]}")
+        if not act_shape or int(np.prod(act_shape)) != interface.action_dim:
+            raise SimError(f"env {env} has action space {self.env.action_space}, interface {interface.source} "
+                           f"describes {interface.action_dim} values")
+        self.factories = dict(message_factories or {})
+        self.seed = int(seed)
+        self.period_ns = int(round(1e9 / interface.control_rate_hz))
+        self.sim_time_ns = 0
+        self.episode_id = 0
+        self.episode_return = 0.0
+        self.length = 0
+        self.steps = 0
+        self.need_reset = True
+        self.action = np.zeros(interface.action_dim, dtype=np.float64)
+        self.observation: Optional[np.ndarray] = None
+
+    # ------------------------------------------------------------------ messages
+    def observation_messages(self, obs: np.ndarray) -> Dict[str, Any]:
+        out = {}
+        for s in self.interface.observations:
+            factory = self.factories.get(s.topic)
+            if factory is None:
+                continue
+            values = np.asarray(obs, dtype=np.float64)[self.interface.observation_slices[s.name]]
+            out[s.topic] = s.converter.to_message(values, factory, stamp=self.sim_time_ns)
+        return out
+
+    def set_action(self, action) -> np.ndarray:
+        """Hold ``action`` (a message of the action type, or a vector), clipped to the limits."""
+        if not isinstance(action, (list, tuple, np.ndarray)):
+            action = self.interface.action_from_message(action)
+        self.action = self.interface.clip_action(action)
+        return self.action
+
+    # ------------------------------------------------------------------ stepping
+    def reset(self, reason: str = "") -> SimOutput:
+        """Start a new episode (END with ``reason`` first when one is running)."""
+        events = []
+        if not self.need_reset and reason:
+            events.append(Episode(self.episode_id, EVENT_RESET, self.episode_return, self.length, False, reason))
+        self.episode_id += 1 if self.observation is not None else 0
+        obs, _ = self.env.reset(seed=self.seed + self.episode_id)
+        self.observation = np.asarray(obs, dtype=np.float64)
+        self.episode_return, self.length, self.need_reset = 0.0, 0, False
+        self.action = np.zeros(self.interface.action_dim, dtype=np.float64)
+        events.append(Episode(self.episode_id, EVENT_START))
+        return SimOutput(self.sim_time_ns, self.observation_messages(self.observation), self.observation,
+                         None, events)
+
+    def step(self) -> SimOutput:
+        """One control step with the held action (a reset first after an episode ended)."""
+        if self.need_reset:
+            return self.reset()
+        act = self.action.astype(self.env.action_space.dtype).reshape(self.env.action_space.shape)
+        obs, reward, terminated, truncated, _ = self.env.step(act)
+        self.sim_time_ns += self.period_ns
+        self.steps += 1
+        self.length += 1
+        self.episode_return += float(reward)
+        self.observation = np.asarray(obs, dtype=np.float64)
+        events = []
+        if terminated or truncated:
+            reason = "terminated" if terminated else "truncated"
+            events.append(Episode(self.episode_id, EVENT_END, self.episode_return, self.length,
+                                  bool(truncated and not terminated), reason))
+            self.need_reset = True
+        return SimOutput(self.sim_time_ns, self.observation_messages(self.observation), self.observation,
+                         float(reward), events)
+
+    def close(self) -> None:
+        self.env.close()
