@@ -31,6 +31,7 @@ setup(
             'recorder = robot_training.ros.recorder_node:main',
             'policy_server = robot_training.ros.policy_server_node:main',
             'trainer = robot_training.ros.trainer_node:main',
+            'sim = robot_training.ros.sim_node:main',
             'bags = robot_training.bags:main',
         ],
     },

@@ -1,0 +1,164 @@
+"""Embedded MuJoCo simulator over ROS, shaped like a robot described by an interface file.
+
+    sim --ros-args --params-file config/sim.yaml
+
+Publishes the interface's observation topics (``/joint_states`` for the pendulum), its reward
+topic (``std_msgs/Float64``), EpisodeEvent on its episode topic (START after every reset, END
+with reason ``terminated``/``truncated``, RESET on a ``reset`` request) and ``/clock``
+(rosgraph_msgs/Clock: simulation time, ``1 / control_rate_hz`` per step, for nodes run with
+``use_sim_time``). Subscribes to the interface's action topic (``/cmd``).
+
+Stepping (parameter ``step_mode``):
+  * ``timer`` (default): a wall-clock timer at ``control_rate_hz * real_time_factor`` steps the
+    env with the last command held, as a real robot would keep moving whatever the controller
+    does; a command that arrives late acts one step later.
+  * ``command``: one step per command received (lock-step, as fast as the controller goes).
+
+World control with standard types, named after Gazebo's ``/world/<name>/...``:
+``/world/<world_name>/reset`` (std_srvs/Trigger: new episode) and
+``/world/<world_name>/pause`` (std_srvs/SetBool: true pauses, false resumes).
+The env logic is in :mod:`robot_training.envs.ros_sim` (plain Python).
+"""
+
+from __future__ import annotations
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from std_msgs.msg import Float32, Float64
+from std_srvs.srv import SetBool, Trigger
+
+from robot_training.ros._common import message_class
+
+PARAMETERS = {
+    # name: (default, description)
+    'interface_file': ('', 'interface description YAML (default: the installed interface_inverted_pendulum.yaml)'),
+    'env': ('InvertedPendulum-v5', 'Gymnasium id of the simulated robot'),
+    'seed': (0, 'seed of the first episode (episode k uses seed + k)'),
+    'max_episode_steps': (0, 'truncate episodes after this many steps (0: the env default)'),
+    'step_mode': ('timer', "'timer' (hold the last command, step at the control rate) or 'command'"),
+    'real_time_factor': (1.0, 'timer mode: simulated seconds per wall-clock second'),
+    'world_name': ('', 'name in /world/<name>/reset and /pause (default: the interface name)'),
+    'publish_clock': (True, 'publish /clock (simulation time)'),
+    'start_paused': (False, 'wait for /world/<name>/pause false before stepping'),
+}
+
+
+def default_interface_file() -> str:
+    from ament_index_python.packages import get_package_share_directory
+
+    return f"{get_package_share_directory('robot_training')}/config/interface_inverted_pendulum.yaml"
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('sim', **kwargs)
+        for name, (default, _text) in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if p['step_mode'] not in ('timer', 'command'):
+            raise ValueError(f"step_mode must be 'timer' or 'command', got {p['step_mode']!r}")
+        if p['real_time_factor'] <= 0:
+            raise ValueError('real_time_factor must be positive')
+        from robot_training.data.interface import load_interface
+        from robot_training.envs.ros_sim import InterfaceSim
+
+        interface = load_interface(p['interface_file'] or default_interface_file())
+        self.interface = interface
+        factories = {s.topic: message_class(s.msgtype) for s in interface.observations}
+        self.sim = InterfaceSim(interface, p['env'], seed=p['seed'], message_factories=factories,
+                                max_episode_steps=p['max_episode_steps'] or None)
+        self.obs_pubs = {topic: self.create_publisher(cls, topic, 10) for topic, cls in factories.items()}
+        self.reward_pub = None
+        if interface.reward.source == 'topic':
+            self._reward_cls = Float32 if interface.reward.msgtype.endswith('Float32') else Float64
+            self.reward_pub = self.create_publisher(self._reward_cls, interface.reward.topic, 10)
+        self.event_pub = None
+        if interface.episodes.source == 'event':
+            from robot_training_msgs.msg import EpisodeEvent
+            self._event_cls = EpisodeEvent
+            self.event_pub = self.create_publisher(EpisodeEvent, interface.episodes.topic, 10)
+        self.clock_pub = self.create_publisher(Clock, '/clock', 10) if p['publish_clock'] else None
+        self.step_mode = p['step_mode']
+        self.paused = bool(p['start_paused'])
+        self.create_subscription(message_class(interface.action.msgtype), interface.action.topic, self._on_cmd, 10)
+        world = p['world_name'] or interface.name or 'default'
+        self.create_service(Trigger, f'/world/{world}/reset', self._reset)
+        self.create_service(SetBool, f'/world/{world}/pause', self._pause)
+        if self.step_mode == 'timer':
+            self.create_timer(interface.control_period_s / p['real_time_factor'], self._step)
+        self.commands = 0
+        self._publish(self.sim.reset())
+        self.get_logger().info(
+            f"simulating {p['env']} as '{world}' at {interface.control_rate_hz:g} Hz ({self.step_mode} stepping"
+            f"{', paused' if self.paused else ''}); action {interface.action.topic}")
+
+    # ---------------------------------------------------------------- callbacks
+    def _on_cmd(self, msg) -> None:
+        try:
+            self.sim.set_action(msg)
+        except ValueError as err:  # wrong size: keep the previous command
+            self.get_logger().warning(f'ignored command: {err}', throttle_duration_sec=2.0)
+            return
+        self.commands += 1
+        if self.step_mode == 'command' and not self.paused:
+            self._step()
+
+    def _step(self) -> None:
+        if not self.paused:
+            self._publish(self.sim.step())
+
+    def _reset(self, _request, response):
+        self._publish(self.sim.reset(reason='operator'))
+        response.success = True
+        response.message = f'episode {self.sim.episode_id} started'
+        return response
+
+    def _pause(self, request, response):
+        self.paused = bool(request.data)
+        response.success = True
+        response.message = 'paused' if self.paused else 'running'
+        return response
+
+    def _publish(self, out) -> None:
+        sec, nsec = divmod(out.sim_time_ns, 1_000_000_000)
+        if self.clock_pub is not None:
+            clock = Clock()
+            clock.clock.sec, clock.clock.nanosec = sec, nsec
+            self.clock_pub.publish(clock)
+        for topic, msg in out.observations.items():
+            self.obs_pubs[topic].publish(msg)
+        if out.reward is not None and self.reward_pub is not None:
+            self.reward_pub.publish(self._reward_cls(data=float(out.reward)))
+        if self.event_pub is not None:
+            for e in out.events:
+                msg = self._event_cls(episode_id=e.episode_id, event=e.event, episode_return=float(e.episode_return),
+                                      length=e.length, success=e.success, reason=e.reason)
+                msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+                self.event_pub.publish(msg)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, OSError) as err:  # parameters, interface file, env id
+        print(f'sim: {err}', flush=True)
+        raise SystemExit(2) from None
+    except Exception:
+        if rclpy.ok():  # a signal during the executor's wait set is a normal shutdown
+            raise
+    finally:
+        if node is not None:
+            node.sim.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

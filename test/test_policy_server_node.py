@@ -1,0 +1,84 @@
+"""Policy server and simulator as real processes over real DDS, with a tiny trained PPO:
+the pendulum receives actions within limits, episodes run, a junk checkpoint sent to
+~/load_policy is refused while the old policy keeps acting, stale observations stop the
+commands, SIGINT ends both nodes cleanly.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from test_deploy import tiny_policy
+from test_sim_node import INTERFACE, Procs, call, node_cmd, spin_for, spin_until, stop
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def procs():
+    p = Procs()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def ros_node():
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node('policy_server_test_client')
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def test_policy_drives_the_sim_and_survives_a_bad_load(tmp_path, procs, ros_node):
+    from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import SetBool
+
+    from robot_training_msgs.msg import EpisodeEvent
+    from robot_training_msgs.srv import LoadPolicy
+
+    checkpoint = tiny_policy(tmp_path)
+    sim = procs.start(node_cmd('sim_node', f'interface_file:={INTERFACE}', 'max_episode_steps:=25'))
+    server = procs.start(node_cmd('policy_server_node', f'interface_file:={INTERFACE}',
+                                  f'checkpoint:={checkpoint}', 'warn_period_s:=0.5'))
+    cmds, events = [], []
+    ros_node.create_subscription(Float64MultiArray, '/cmd', cmds.append, 100)
+    ros_node.create_subscription(EpisodeEvent, '/episode_event', events.append, 10)
+
+    spin_until(ros_node, lambda: len(cmds) >= 30, 60, '30 commands')
+    spin_until(ros_node, lambda: any(e.event == EpisodeEvent.EVENT_END for e in events), 30, 'an episode end')
+    assert all(len(c.data) == 1 and -3.0 <= c.data[0] <= 3.0 for c in cmds)
+
+    junk = tmp_path / 'junk.pt'
+    junk.write_bytes(b'not a checkpoint at all')
+    reply = call(ros_node, LoadPolicy, '/policy_server/load_policy', LoadPolicy.Request(checkpoint_path=str(junk)))
+    assert not reply.success and 'previous policy kept' in reply.message and 'junk.pt' in reply.message
+    count = len(cmds)
+    spin_until(ros_node, lambda: len(cmds) >= count + 10, 20, 'commands after the refused load')
+    reply = call(ros_node, LoadPolicy, '/policy_server/load_policy',
+                 LoadPolicy.Request(checkpoint_path=str(checkpoint)))
+    assert reply.success, reply.message
+
+    # the sim pauses: its observations go stale and the server stops commanding
+    assert call(ros_node, SetBool, '/world/inverted_pendulum/pause', SetBool.Request(data=True)).success
+    spin_for(ros_node, 0.5)
+    count = len(cmds)
+    spin_for(ros_node, 1.0)
+    assert len(cmds) == count
+    out = stop(server)
+    assert server.returncode == 0, out
+    assert 'not acting (stale)' in out and "ticks: {'ok'" in out
+    stop(sim)
+    assert sim.returncode == 0
+
+
+def test_bad_checkpoint_at_start_fails_clearly(tmp_path, procs):
+    server = procs.start(node_cmd('policy_server_node', f'interface_file:={INTERFACE}',
+                                  f'checkpoint:={tmp_path / "missing.pt"}'))
+    server.wait(timeout=60)
+    server.pump.join(timeout=5)
+    assert server.returncode == 2
+    assert 'checkpoint not found' in '\n'.join(server.lines)
