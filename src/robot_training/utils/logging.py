@@ -21,7 +21,13 @@ def run_name(env: str, algorithm: str, seed: int) -> str:
 
 
 class RunLogger:
-    """Scalars to TensorBoard (when enabled) and the last value of each tag in memory."""
+    """Scalars to TensorBoard (when enabled) and the last value of each tag in memory.
+
+    Listeners added with :meth:`add_listener` see every scalar of every logger in the process
+    as ``fn(tag, value, step)`` (the trainer node follows a run's steps and metrics with one).
+    """
+
+    _listeners: list = []
 
     def __init__(self, log_dir: Union[str, os.PathLike, None], enabled: bool = True):
         self.log_dir = Path(log_dir) if log_dir is not None else None
@@ -38,6 +44,21 @@ class RunLogger:
         self.latest[tag] = value
         if self._writer is not None:
             self._writer.add_scalar(tag, value, step)
+        for fn in tuple(RunLogger._listeners):
+            try:
+                fn(tag, value, int(step))
+            except Exception:  # a listener never stops training
+                log.exception("RunLogger listener %r failed", fn)
+
+    @classmethod
+    def add_listener(cls, fn) -> None:
+        """Call ``fn(tag, value, step)`` for every scalar logged from now on (any logger)."""
+        cls._listeners.append(fn)
+
+    @classmethod
+    def remove_listener(cls, fn) -> None:
+        if fn in cls._listeners:
+            cls._listeners.remove(fn)
 
     def scalars(self, values: Mapping[str, float], step: int, prefix: str = "") -> None:
         for tag, value in values.items():

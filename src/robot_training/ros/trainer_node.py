@@ -1,0 +1,261 @@
+"""Trainer node: one run of the ``train`` command line in a worker thread, reported over ROS.
+
+    trainer --ros-args -p mode:=policy -p algorithm:=ppo -p total_timesteps:=20000
+
+Parameters are the command line's options (``mode``, ``algorithm``, ``config``, ``env``,
+``total_timesteps``, ``data``, ``interface``, ``checkpoint_dir``, ``seed``); the run is the
+same function ``train --mode <mode>`` calls (:data:`robot_training.train.MODES`).
+
+Publishes on ``~/progress`` (robot_training_msgs/TrainingProgress) every ``progress_period_s``
+and on every status change: STARTING → RUNNING (first logged step) → FINISHED or FAILED, with
+step / total steps, elapsed time, an ETA from the step rate, and the latest scalar of each
+TensorBoard tag (followed through :meth:`RunLogger.add_listener`). Publishes on
+``~/checkpoints`` (robot_training_msgs/Checkpoint) once for every checkpoint file (``*.pt``)
+written under the checkpoint directory during the run, with its sha256 and the interface
+fingerprint stored in it. With ``exit_when_done`` the node exits after the final status
+(status 0 when finished, 1 when failed); otherwise it keeps publishing the final status.
+A signal stops the node at once; the training thread dies with the process (the checkpoints
+already written stay, as their writes are atomic).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+PARAMETERS = {
+    # name: (default, description)
+    'mode': ('policy', 'train --mode: policy, supervised, world_model, dreamer or all'),
+    'algorithm': ('', 'train --algorithm (policy mode: ppo or sac; empty: the default)'),
+    'config': ('', 'train --config: YAML overriding config/default_config.yaml'),
+    'env': ('', 'train --env: Gymnasium id (empty: training.env)'),
+    'total_timesteps': (0, 'train --total-timesteps (0: the config value)'),
+    'data': ('', 'train --data: bags or a trajectory file (offline modes)'),
+    'interface': ('', 'train --interface: interface description for --data bags'),
+    'checkpoint_dir': ('', 'train --checkpoint-dir (empty: training.checkpoint_dir)'),
+    'seed': (-1, 'train --seed (-1: the config value)'),
+    'run_id': ('', 'run id in the messages (empty: <env>__<mode>__<algorithm>__<unix time>)'),
+    'progress_period_s': (1.0, 'period of ~/progress'),
+    'exit_when_done': (False, 'exit after publishing the final status'),
+}
+
+STEP_RE = re.compile(r'step0*(\d+)')
+
+
+class TrainingRun:
+    """The run's state as the worker thread and the listener update it (plain Python)."""
+
+    def __init__(self, checkpoint_root: Path, total_steps: int):
+        self.checkpoint_root = checkpoint_root
+        self.total_steps = int(total_steps)
+        self.lock = threading.Lock()
+        self.status = 'starting'
+        self.step = 0
+        self.epoch = 0
+        self.metrics: Dict[str, float] = {}
+        self.error = ''
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.finished_at: Optional[float] = None
+        self._seen: Dict[Path, tuple] = {}
+
+    def on_scalar(self, tag: str, value: float, step: int) -> None:
+        with self.lock:
+            if self.status == 'starting':
+                self.status = 'running'
+            self.step = max(self.step, int(step))
+            self.metrics[tag] = float(value)
+            if tag.split('/')[-1] == 'epoch':
+                self.epoch = int(value)
+
+    def finish(self, error: str = '') -> None:
+        with self.lock:
+            self.status = 'failed' if error else 'finished'
+            self.error = error
+            self.finished_at = time.monotonic()
+            if not error and self.total_steps and self.step < self.total_steps:
+                self.step = max(self.step, self.total_steps)
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            end = self.finished_at or time.monotonic()
+            elapsed = end - self.started
+            remaining = -1.0
+            if self.finished_at is not None:
+                remaining = 0.0
+            elif self.step > 0 and self.total_steps > self.step:
+                remaining = elapsed * (self.total_steps - self.step) / self.step
+            return dict(status=self.status, step=self.step, total=self.total_steps, epoch=self.epoch,
+                        elapsed=elapsed, remaining=remaining, metrics=dict(self.metrics))
+
+    def new_checkpoints(self) -> List[Path]:
+        """Checkpoint files written (or rewritten) during the run and not reported yet."""
+        out = []
+        if not self.checkpoint_root.is_dir():
+            return out
+        for path in sorted(self.checkpoint_root.rglob('*.pt')):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            key = (st.st_mtime_ns, st.st_size)
+            if st.st_mtime < self.started_wall - 1 or self._seen.get(path) == key:
+                continue
+            self._seen[path] = key
+            out.append(path)
+        return out
+
+
+class TrainerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('trainer', **kwargs)
+        for name, (default, _text) in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        from robot_training.train import MODES, build_parser, config_from_args
+        from robot_training_msgs.msg import Checkpoint, MetricValue, TrainingProgress
+
+        self._msgs = (Checkpoint, MetricValue, TrainingProgress)
+        argv = ['--mode', p['mode'], '--no-progress']
+        for key, flag in (('algorithm', '--algorithm'), ('config', '--config'), ('env', '--env'),
+                          ('data', '--data'), ('interface', '--interface'), ('checkpoint_dir', '--checkpoint-dir')):
+            if p[key]:
+                argv += [flag, str(p[key])]
+        if p['total_timesteps'] > 0:
+            argv += ['--total-timesteps', str(p['total_timesteps'])]
+        if p['seed'] >= 0:
+            argv += ['--seed', str(p['seed'])]
+        if p['mode'] not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}, got {p['mode']!r}")
+        try:
+            self.args = build_parser().parse_args(argv)
+        except SystemExit:
+            raise ValueError(f'bad trainer parameters: {argv}') from None
+        self.cfg = config_from_args(self.args)
+        self.mode_fn = MODES[p['mode']]
+        self.mode = p['mode']
+        self.algorithm = p['algorithm'] or ('ppo' if p['mode'] in ('policy', 'all') else p['mode'])
+        total = self.args.total_timesteps or self.cfg.training.total_timesteps or 0
+        if p['mode'] == 'policy':
+            from robot_training.policies.train_policy import resolve_budget
+            total = resolve_budget(self.cfg)
+        self.run = TrainingRun(Path(self.cfg.training.checkpoint_dir).resolve(), total)
+        self.run_id = p['run_id'] or (f"{self.cfg.training.env.replace('/', '_')}__{self.mode}__"
+                                      f"{self.algorithm}__{int(time.time())}")
+        self.exit_when_done = bool(p['exit_when_done'])
+        self.progress_pub = self.create_publisher(TrainingProgress, '~/progress', 10)
+        self.checkpoint_pub = self.create_publisher(Checkpoint, '~/checkpoints', 10)
+        self.create_timer(float(p['progress_period_s']), self._report)
+        self._last_status = None
+        self._final_reports = 0
+        self.done = threading.Event()
+        from robot_training.utils.logging import RunLogger
+        RunLogger.add_listener(self.run.on_scalar)
+        self.worker = threading.Thread(target=self._train, name='training', daemon=True)
+        self.worker.start()
+        self.get_logger().info(f'run {self.run_id}: train {" ".join(argv)} (checkpoints under '
+                               f'{self.run.checkpoint_root})')
+        self._report()
+
+    def _train(self) -> None:
+        import torch
+
+        if self.cfg.training.torch_threads > 0:
+            torch.set_num_threads(self.cfg.training.torch_threads)
+        try:
+            rows = self.mode_fn(self.cfg, self.args)
+        except BaseException as exc:  # reported as FAILED, never raised into the executor
+            text = f'{type(exc).__name__}: {exc}'
+            self.get_logger().error(f'training failed: {text}\n{traceback.format_exc(limit=5)}')
+            self.run.finish(text or 'failed')
+        else:
+            for row in rows or []:
+                self.get_logger().info(f'{row[0]}: {row[2]} ({row[1]})')
+            self.run.finish()
+        self.done.set()
+
+    # ---------------------------------------------------------------- publishing
+    def _metrics(self, values: Dict[str, float]) -> list:
+        MetricValue = self._msgs[1]
+        return [MetricValue(name=k, value=float(v)) for k, v in sorted(values.items())]
+
+    def _publish_checkpoints(self, snap: dict) -> None:
+        from robot_training.checkpoint import CheckpointError, file_sha256, load_checkpoint
+
+        Checkpoint = self._msgs[0]
+        for path in self.run.new_checkpoints():
+            try:
+                data = load_checkpoint(path)
+            except (CheckpointError, Exception) as err:  # not ours, or being replaced
+                self.get_logger().warning(f'skipped {path}: {err}')
+                continue
+            found = STEP_RE.search(path.stem)
+            msg = Checkpoint(run_id=self.run_id, algorithm=str(data.get('kind') or self.algorithm),
+                             step=int(found.group(1)) if found else int(snap['step']), path=str(path),
+                             sha256=file_sha256(path), interface_fingerprint=data.get('interface_fingerprint') or '',
+                             metrics=self._metrics(snap['metrics']))
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.checkpoint_pub.publish(msg)
+            self.get_logger().info(f'checkpoint {path} (sha256 {msg.sha256[:12]})')
+
+    def _report(self) -> None:
+        TrainingProgress = self._msgs[2]
+        finished = self.done.is_set()
+        snap = self.run.snapshot()
+        self._publish_checkpoints(snap)
+        codes = {'starting': TrainingProgress.STATUS_STARTING, 'running': TrainingProgress.STATUS_RUNNING,
+                 'finished': TrainingProgress.STATUS_FINISHED, 'failed': TrainingProgress.STATUS_FAILED}
+        msg = TrainingProgress(run_id=self.run_id, algorithm=self.algorithm, mode=self.mode, step=int(snap['step']),
+                               total_steps=int(snap['total']), epoch=int(snap['epoch']),
+                               elapsed_sec=float(snap['elapsed']), remaining_sec=float(snap['remaining']),
+                               status=codes[snap['status']], metrics=self._metrics(snap['metrics']))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.progress_pub.publish(msg)
+        if snap['status'] != self._last_status:
+            self._last_status = snap['status']
+            self.get_logger().info(f"status {snap['status']} at step {snap['step']}/{snap['total']}")
+        self._final_reports += finished
+        if self._final_reports >= 3 and self.exit_when_done:  # the final status went out a few times
+            raise SystemExit(0 if snap['status'] == 'finished' else 1)
+
+    def destroy_node(self):
+        from robot_training.utils.logging import RunLogger
+        RunLogger.remove_listener(self.run.on_scalar)
+        return super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = TrainerNode()
+        rclpy.spin(node)
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, OSError) as err:  # parameters, config file
+        print(f'trainer: {err}', flush=True)
+        code = 2
+    except Exception:
+        if rclpy.ok():  # a signal during the executor's wait set is a normal shutdown
+            raise
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if code:
+        raise SystemExit(code)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,105 @@
+"""Trainer node as a real process: TrainingProgress until FINISHED, one Checkpoint message per
+file with the file's sha256; a failing run reports FAILED. Plus RunLogger's listener hook."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_sim_node import Procs, node_cmd, spin_until, stop
+
+from robot_training.utils.logging import RunLogger
+
+
+@pytest.fixture
+def procs():
+    p = Procs()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def ros_node():
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node('trainer_test_client')
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def test_run_logger_listeners_see_every_scalar():
+    seen = []
+    listener = lambda tag, value, step: seen.append((tag, value, step))  # noqa: E731
+    RunLogger.add_listener(listener)
+    try:
+        logger = RunLogger(None)
+        logger.scalar('losses/actor', 0.5, 10)
+        logger.scalars({'a': 1, 'b': 2}, step=11, prefix='charts/')
+        RunLogger.add_listener(lambda *a: 1 / 0)  # a failing listener is logged, not raised
+        logger.scalar('x', 3, 12)
+    finally:
+        RunLogger._listeners.clear()
+    assert seen == [('losses/actor', 0.5, 10), ('charts/a', 1.0, 11), ('charts/b', 2.0, 11), ('x', 3.0, 12)]
+
+
+def small_config(tmp_path: Path) -> Path:
+    cfg = {'policy': dict(hidden_dim=16, num_envs=2, num_steps=64, num_minibatches=1, update_epochs=1),
+           'training': dict(checkpoint_every=128, eval_episodes=1, log_dir=str(tmp_path / 'runs'),
+                            env='InvertedPendulum-v5')}
+    path = tmp_path / 'small.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_trainer_reports_progress_and_checkpoints(tmp_path, procs, ros_node):
+    from robot_training_msgs.msg import Checkpoint, TrainingProgress
+
+    progress, checkpoints = [], []
+    ros_node.create_subscription(TrainingProgress, '/trainer/progress', progress.append, 50)
+    ros_node.create_subscription(Checkpoint, '/trainer/checkpoints', checkpoints.append, 50)
+    trainer = procs.start(node_cmd('trainer_node', 'mode:=policy', 'algorithm:=ppo',
+                                   f'config:={small_config(tmp_path)}', 'total_timesteps:=384',
+                                   f'checkpoint_dir:={tmp_path / "ckpt"}', 'progress_period_s:=0.3',
+                                   'exit_when_done:=true'))
+    spin_until(ros_node, lambda: any(p.status == TrainingProgress.STATUS_FINISHED for p in progress), 120,
+               'status FINISHED')
+    trainer.wait(timeout=30)
+    out = '\n'.join(trainer.lines)
+    assert trainer.returncode == 0, out
+    spin_until(ros_node, lambda: any(c.path.endswith('policy_ppo_final.pt') for c in checkpoints), 10,
+               'the final checkpoint message')
+    statuses = [p.status for p in progress]
+    assert statuses[-1] == TrainingProgress.STATUS_FINISHED
+    assert TrainingProgress.STATUS_RUNNING in statuses or TrainingProgress.STATUS_STARTING in statuses
+    final = progress[-1]
+    assert final.total_steps == 384 and final.step >= 384 and final.mode == 'policy' and final.algorithm == 'ppo'
+    assert final.elapsed_sec > 0 and final.remaining_sec == 0.0
+    assert any(m.name.startswith('losses/') for m in final.metrics)
+    running = [p for p in progress if p.status == TrainingProgress.STATUS_RUNNING]
+    assert all(0 < p.step <= 384 for p in running)
+    paths = {c.path for c in checkpoints}
+    assert len(paths) == len(checkpoints)  # each file once
+    for c in checkpoints:
+        assert hashlib.sha256(Path(c.path).read_bytes()).hexdigest() == c.sha256
+        assert c.algorithm == 'ppo' and c.run_id == final.run_id
+    assert any('step' in Path(c.path).name and c.step > 0 for c in checkpoints)
+
+
+def test_trainer_reports_failure(tmp_path, procs, ros_node):
+    from robot_training_msgs.msg import TrainingProgress
+
+    progress = []
+    ros_node.create_subscription(TrainingProgress, '/trainer/progress', progress.append, 50)
+    trainer = procs.start(node_cmd('trainer_node', 'mode:=policy', 'env:=NoSuchEnv-v0',
+                                   f'checkpoint_dir:={tmp_path}', 'progress_period_s:=0.3'))
+    spin_until(ros_node, lambda: any(p.status == TrainingProgress.STATUS_FAILED for p in progress), 60,
+               'status FAILED')
+    out = stop(trainer)
+    assert trainer.returncode == 0 and 'NoSuchEnv-v0' in out
