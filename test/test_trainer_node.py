@@ -37,15 +37,18 @@ def ros_node():
 def test_run_logger_listeners_see_every_scalar():
     seen = []
     listener = lambda tag, value, step: seen.append((tag, value, step))  # noqa: E731
+    failing = lambda *a: 1 / 0  # noqa: E731  (logged, never raised into training)
     RunLogger.add_listener(listener)
     try:
         logger = RunLogger(None)
         logger.scalar('losses/actor', 0.5, 10)
         logger.scalars({'a': 1, 'b': 2}, step=11, prefix='charts/')
-        RunLogger.add_listener(lambda *a: 1 / 0)  # a failing listener is logged, not raised
+        RunLogger.add_listener(failing)
         logger.scalar('x', 3, 12)
     finally:
-        RunLogger._listeners.clear()
+        RunLogger.remove_listener(listener)
+        RunLogger.remove_listener(failing)
+    logger.scalar('after', 4, 13)
     assert seen == [('losses/actor', 0.5, 10), ('charts/a', 1.0, 11), ('charts/b', 2.0, 11), ('x', 3.0, 12)]
 
 
