@@ -144,6 +144,12 @@ def test_supervised_from_bags_through_the_interface(tmp_path, capsys):
     ckpt = tmp_path / "ck" / "supervised_learning" / "checkpoints" / "bc" / "bc_final.pt"
     bc = BehavioralCloning().load(ckpt)
     assert bc.predict(np.zeros(4, np.float32)).shape == (1,)
+    # the model remembers the description its inputs came through (the policy server checks it)
+    from robot_training.checkpoint import load_checkpoint
+    from robot_training.data.interface import load_interface
+
+    assert load_checkpoint(ckpt)["interface_fingerprint"] == load_interface(iface).fingerprint
+    assert bc.interface_fingerprint == load_interface(iface).fingerprint
     assert train.main(["--mode", "supervised", "--data", str(tmp_path / "small.yaml"),
                        "--interface", str(iface)]) == 2
     assert "--interface applies to bags" in capsys.readouterr().err

@@ -126,3 +126,17 @@ def test_rng_state_survives_a_checkpoint(tmp_path):
     first = (np.random.rand(), torch.rand(1).item(), gen.random())
     set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"], gen)
     assert (np.random.rand(), torch.rand(1).item(), gen.random()) == first
+
+
+def test_interface_fingerprint_travels_with_trajectories(tmp_path):
+    from robot_training.data.trajectory import common_interface_fingerprint
+
+    a, b = make_traj(seed=1), make_traj(seed=2)
+    assert common_interface_fingerprint([a, b]) is None
+    a.interface_fingerprint = b.interface_fingerprint = "f" * 64
+    back = load_trajectories(save_trajectories(tmp_path / "t.pkl.gz", [a, b]))
+    assert common_interface_fingerprint(back) == "f" * 64
+    assert back[0].slice(0, 2).interface_fingerprint == "f" * 64
+    back[1].interface_fingerprint = "e" * 64
+    with pytest.raises(TrajectoryError, match="2 different interface descriptions"):
+        common_interface_fingerprint(back)

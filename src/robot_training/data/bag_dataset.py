@@ -640,6 +640,8 @@ def load_bag_dataset(
                     _save_cache(entry, trajs)
                 except OSError:
                     pass  # a read-only cache directory only costs speed
+        for traj in trajs:
+            traj.interface_fingerprint = desc.fingerprint
         out.extend(trajs)
     return out
 

@@ -15,6 +15,8 @@ field                         shape                       meaning
 ``timestamps``                ``(T,)`` float64 seconds    time of ``o_t`` (optional)
 ``episode_id``                str                         where it came from
 ``info``                      ``{key: (T, ...)}``         any other per-step arrays
+``interface_fingerprint``     str or None                 the interface description the steps
+                                                          were computed with (bags), else None
 ============================  ==========================  ===================================
 
 Vector observations are float32; images are uint8 ``(T, H, W, C)``. The next observation of
@@ -59,6 +61,7 @@ class Trajectory:
     timestamps: Optional[np.ndarray] = None
     episode_id: str = ""
     info: Dict[str, np.ndarray] = field(default_factory=dict)
+    interface_fingerprint: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.actions = np.asarray(self.actions, dtype=np.float32)
@@ -147,7 +150,23 @@ class Trajectory:
             timestamps=None if self.timestamps is None else self.timestamps[start:stop],
             episode_id=self.episode_id,
             info={k: v[start:stop] for k, v in self.info.items()},
+            interface_fingerprint=self.interface_fingerprint,
         )
+
+
+def common_interface_fingerprint(trajectories: Iterable[Trajectory]) -> Optional[str]:
+    """The one interface fingerprint of a dataset (``None`` when no trajectory has one).
+
+    A model trained on it stores this fingerprint, so that deployment can check it sees its
+    inputs through the same description. Mixing descriptions in one dataset is refused.
+    """
+    found = {t.interface_fingerprint for t in trajectories}
+    if len(found) > 1:
+        shown = ", ".join(sorted(str(f)[:12] for f in found))
+        raise TrajectoryError(
+            f"the trajectories come from {len(found)} different interface descriptions ({shown}); "
+            "train on data recorded through one description")
+    return next(iter(found), None)
 
 
 def _as_obs(obs) -> Observation:
@@ -193,7 +212,8 @@ def save_trajectories(path: Union[str, os.PathLike], trajectories: Iterable[Traj
         p = f"{i}/"
         entry = {"episode_id": traj.episode_id, "dict_obs": isinstance(traj.observations, dict),
                  "has_final": traj.final_observation is not None,
-                 "has_timestamps": traj.timestamps is not None, "info": sorted(traj.info)}
+                 "has_timestamps": traj.timestamps is not None, "info": sorted(traj.info),
+                 "interface_fingerprint": traj.interface_fingerprint}
         for key, value in _flatten_obs("observations", traj.observations).items():
             arrays[p + key] = value
         if traj.final_observation is not None:
@@ -272,6 +292,7 @@ def load_trajectories(path: Union[str, os.PathLike]) -> List[Trajectory]:
             timestamps=archive[p + "timestamps"] if entry["has_timestamps"] else None,
             episode_id=entry["episode_id"],
             info={k: archive[p + "info/" + k] for k in entry["info"]},
+            interface_fingerprint=entry.get("interface_fingerprint"),
         ))
     return out
 

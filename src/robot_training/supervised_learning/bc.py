@@ -24,7 +24,7 @@ from torch import nn
 
 from robot_training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from robot_training.config import BCConfig, Config, config_from_dict
-from robot_training.data.trajectory import Trajectory
+from robot_training.data.trajectory import Trajectory, common_interface_fingerprint
 from robot_training.networks.distributions import gaussian_log_prob
 from robot_training.networks.mlp import mlp
 from robot_training.policies.common import as_batch
@@ -102,6 +102,8 @@ class BehavioralCloning:
         self.history: Dict[str, List[float]] = {"train_loss": [], "val_loss": []}
         self.best_val_loss = math.inf
         self.np_rng = np.random.default_rng(self.seed)
+        self.interface_fingerprint: Optional[str] = None
+        """The interface description of the demonstrations (bags), stored in checkpoints."""
 
     def _build(self, obs_dim: int, action_dim: int) -> None:
         self.model = BCNetwork(obs_dim, action_dim, self.cfg, self.cfg.use_sequences).to(self.device)
@@ -164,6 +166,12 @@ class BehavioralCloning:
         demos = list(demonstrations)
         if not demos:
             raise ValueError("behavioral cloning needs at least one demonstration")
+        fingerprint = common_interface_fingerprint(demos)
+        if self.model is not None and fingerprint != self.interface_fingerprint:
+            raise ValueError(
+                f"these demonstrations were computed through interface {str(fingerprint)[:12]}, the model "
+                f"was trained through {str(self.interface_fingerprint)[:12]}: continue on data of one description")
+        self.interface_fingerprint = fingerprint
         total = self.cfg.num_epochs if num_epochs is None else int(num_epochs)
         train, val = self.split(demos)
         if self.model is None:
@@ -281,7 +289,8 @@ class BehavioralCloning:
         }
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
-        return save_checkpoint(path, self.algorithm, self.state_dict(), config=self.config.to_dict())
+        return save_checkpoint(path, self.algorithm, self.state_dict(), config=self.config.to_dict(),
+                               interface_fingerprint=self.interface_fingerprint)
 
     def load(self, path: Union[str, os.PathLike]) -> "BehavioralCloning":
         data = load_checkpoint(path, kind=self.algorithm)
@@ -295,5 +304,6 @@ class BehavioralCloning:
         self.history = {k: list(v) for k, v in data["history"].items()}
         self.best_val_loss = float(data["best_val_loss"])
         self.seed = int(data["seed"])
+        self.interface_fingerprint = data.get("interface_fingerprint")
         set_rng_state(data["rng"], self.np_rng)
         return self
