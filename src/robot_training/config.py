@@ -161,7 +161,8 @@ class DreamerConfig:
     hidden_dim: int = 256
     mlp_layers: int = 2
     compile: bool = False
-    """torch.compile the update (switch off where it does not help)."""
+    """torch.compile the whole update. Off: on the 2-core CPU of the benchmarks compiling the
+    small model had not finished after 10 minutes, so no gain was measured there."""
     actor_gradient: str = "dynamics"
     """``dynamics`` (backpropagate returns through the world model) or ``reinforce``."""
     actor_grad_clip: float = 100.0

@@ -361,10 +361,9 @@ def log_open_loop_images(trainer: WorldModelTrainer, logger: RunLogger, count: i
         return
     length = min(len(replay), 16)
     batch = replay.sample(count, length, np.random.default_rng(0))
-    is_first = to_torch({"is_first": batch["is_first"]}, trainer.device)["is_first"]
     context = max(1, length // 3)
     with torch.no_grad(), trainer.autocast():
-        pred = trainer.model.open_loop(to_torch(batch, trainer.device) | {"is_first": is_first}, context)
+        pred = trainer.model.open_loop(to_torch(batch, trainer.device), context)
     key = next(iter(images))
     real = batch["observation"][key] if isinstance(batch["observation"], dict) else batch["observation"]
     fake = pred["observation"][key] if isinstance(pred["observation"], dict) else pred["observation"]
