@@ -22,7 +22,6 @@ import hashlib
 import os
 import pickle
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from robot_training import __version__
+from robot_training.utils.files import atomic_write
 
 FORMAT = "robot_training.checkpoint"
 FORMAT_VERSION = 1
@@ -77,26 +77,8 @@ def save_checkpoint(
     if clash:
         raise ValueError(f"checkpoint payload uses reserved keys: {sorted(clash)}")
     data.update(payload)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    with atomic_write(path) as f:
+        torch.save(data, f)
     return path
 
 

@@ -9,12 +9,13 @@ file (atomically, no pickles) so a run can resume with its experience.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+from robot_training.utils.files import atomic_write
 
 
 class ReplayBatch(NamedTuple):
@@ -92,17 +93,8 @@ class ReplayBuffer:
         arrays = {k: self._store[k][: self.size].cpu().numpy() for k in self._FIELDS}
         arrays["meta"] = np.array([self.capacity, self.pos, self.size], dtype=np.int64)
         arrays["generator_state"] = self.generator.get_state().numpy()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)
         return path
 
     def load(self, path: Union[str, os.PathLike]) -> None:

@@ -33,12 +33,13 @@ import gzip
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from robot_training.utils.files import atomic_write
 
 Observation = Union[np.ndarray, Dict[str, np.ndarray]]
 
@@ -234,16 +235,8 @@ def save_trajectories(path: Union[str, os.PathLike], trajectories: Iterable[Traj
     arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as gz:
-            gz.write(buf.getbuffer())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as gz:
+        gz.write(buf.getbuffer())
     return path
 
 

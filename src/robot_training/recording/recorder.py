@@ -44,6 +44,7 @@ from robot_training.recording.bag_writer import (
 )
 from robot_training.recording.stats import TopicStats
 from robot_training.recording.typestore import OWN_PACKAGE, RecordingTypestore
+from robot_training.utils.files import atomic_write
 
 EPISODE_EVENT_TYPE = f'{OWN_PACKAGE}/msg/EpisodeEvent'
 EVENT_START, EVENT_END, EVENT_RESET = 0, 1, 2
@@ -136,14 +137,8 @@ def read_sidecar(bag_dir: Path) -> dict:
 
 def write_sidecar(bag_dir: Path, data: dict, fsync: bool = False) -> None:
     """Replace ``episode.yaml`` atomically."""
-    path = Path(bag_dir) / SIDECAR
-    tmp = path.with_suffix('.yaml.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with atomic_write(Path(bag_dir) / SIDECAR, 'w', fsync=fsync) as f:
         yaml.safe_dump(data, f, sort_keys=False)
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def incomplete_episodes(dataset: Path) -> list[Path]:
@@ -207,13 +202,9 @@ class DatasetRecorder:
                     f'{self.dataset} was recorded with another interface description ({path}); '
                     'record into a new dataset_dir so that episodes of one dataset share one description')
             return
-        tmp = path.with_suffix('.yaml.tmp')
         try:
-            with open(tmp, 'w', encoding='utf-8') as f:
+            with atomic_write(path, 'w') as f:
                 f.write(self.config.interface_yaml)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
         except OSError as err:
             raise RecordingError(describe_os_error(err, path, 'write interface description')) from err
 
