@@ -22,3 +22,25 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 def repo_root() -> Path:
     """The repository root (where package.xml and setup.py live)."""
     return REPO_ROOT
+
+
+@pytest.fixture
+def procs():
+    """Child processes of a test (output collected), killed when it ends."""
+    from ros_helpers import Procs
+
+    p = Procs()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def ros_node(request):
+    """An rclpy node in the test's own context, for talking to node processes."""
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node('test_client_' + request.node.name.split('[')[0][:40])
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import gymnasium as gym
 import numpy as np
 import pytest
 

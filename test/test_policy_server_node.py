@@ -6,31 +6,12 @@ commands, SIGINT ends both nodes cleanly.
 
 from __future__ import annotations
 
-import pytest
 import torch
 
+from ros_helpers import INTERFACE, call, node_cmd, spin_for, spin_until, stop
 from test_deploy import tiny_policy
-from test_sim_node import INTERFACE, Procs, call, node_cmd, spin_for, spin_until, stop
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def ros_node():
-    import rclpy
-
-    rclpy.init()
-    node = rclpy.create_node('policy_server_test_client')
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
 
 
 def test_policy_drives_the_sim_and_survives_a_bad_load(tmp_path, procs, ros_node):

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import queue
 import signal
-import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -62,46 +60,6 @@ PUBLISHER = textwrap.dedent('''
                                     reason='terminated'))
         print('done', ep, flush=True)
 ''')
-
-
-class Procs:
-    """Child processes whose output lines are collected by a thread (queue + list)."""
-
-    def __init__(self):
-        self.procs = []
-
-    def start(self, args, **kw):
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, **kw)
-        proc.lines = []
-        proc.queue = queue.Queue()
-
-        def pump():
-            for line in proc.stdout:
-                proc.lines.append(line.rstrip('\n'))
-                proc.queue.put(line.rstrip('\n'))
-            proc.queue.put(None)
-
-        proc.pump = threading.Thread(target=pump, daemon=True)
-        proc.pump.start()
-        self.procs.append(proc)
-        return proc
-
-    def close(self):
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.close()
 
 
 def recorder_cmd(dataset: Path, *params: str) -> list[str]:

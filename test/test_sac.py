@@ -1,6 +1,5 @@
 """SAC: learning on Pendulum, twin-Q ensemble, squashed Gaussian, replay buffer, checkpoints."""
 
-import math
 
 import gymnasium as gym
 import numpy as np

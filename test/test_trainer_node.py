@@ -4,34 +4,13 @@ file with the file's sha256; a failing run reports FAILED. Plus RunLogger's list
 from __future__ import annotations
 
 import hashlib
-import sys
-import time
 from pathlib import Path
 
-import pytest
 import yaml
 
-from test_sim_node import Procs, node_cmd, spin_until, stop
+from ros_helpers import node_cmd, spin_until, stop
 
 from robot_training.utils.logging import RunLogger
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def ros_node():
-    import rclpy
-
-    rclpy.init()
-    node = rclpy.create_node('trainer_test_client')
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
 
 
 def test_run_logger_listeners_see_every_scalar():

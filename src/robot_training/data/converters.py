@@ -39,7 +39,6 @@ Conversions
 from __future__ import annotations
 
 import array
-import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
