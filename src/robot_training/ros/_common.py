@@ -226,3 +226,51 @@ class TopicRecorder:
         for sub in self.subscriptions.values():
             self.node.destroy_subscription(sub)
         self.subscriptions.clear()
+
+
+def run_node(program: str, make_node: Callable[[], Node],
+             user_errors: tuple = (ValueError, OSError),
+             cleanup: Optional[Callable[[Node, str], None]] = None, args=None) -> None:
+    """The ``main`` of every node: init, build, spin until Ctrl-C or an external shutdown
+    (SIGTERM), clean up, shut down.
+
+    A ``user_errors`` exception (bad parameter, file, checkpoint) prints one line naming the
+    program and exits with status 2. ``cleanup(node, cause)`` runs before the node is
+    destroyed, with ``cause`` ``'sigint'``, ``'signal'`` or ``'shutdown'``. A node that raises
+    ``SystemExit`` (done with its work) exits with that code.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    cause, code = 'shutdown', 0
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except SystemExit as done:
+        code = done.code or 0
+    except KeyboardInterrupt:
+        cause = 'sigint'
+    except ExternalShutdownException:
+        cause = 'signal'
+    except user_errors as err:
+        print(f'{program}: {err}', flush=True)
+        code = 2
+    except Exception:
+        # A signal that shuts the context down while the executor builds its wait set
+        # surfaces as an RCLError ("context is not valid"): a normal shutdown.
+        if rclpy.ok():
+            raise
+        cause = 'signal'
+    else:
+        if not rclpy.ok():
+            cause = 'signal'
+    finally:
+        if node is not None:
+            if cleanup is not None:
+                cleanup(node, cause)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if code:
+        raise SystemExit(code)

@@ -23,12 +23,10 @@ The logic is in :mod:`robot_training.deploy` (plain Python).
 
 from __future__ import annotations
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
-from robot_training.ros._common import message_class
+from robot_training.ros._common import message_class, run_node
 
 PARAMETERS = {
     # name: (default, description)   (use_sim_time is declared by rclpy itself)
@@ -123,26 +121,13 @@ class PolicyServerNode(Node):
 def main(args=None) -> None:
     from robot_training.deploy import DeployError
 
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PolicyServerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (DeployError, ValueError, OSError) as err:  # checkpoint, interface, parameters
-        print(f'policy_server: {err}', flush=True)
-        raise SystemExit(2) from None
-    except Exception:
-        if rclpy.ok():  # a signal during the executor's wait set is a normal shutdown
-            raise
-    finally:
-        if node is not None:
-            counts = getattr(getattr(node, 'runner', None), 'counts', None)
-            if counts:
-                print(f'[policy_server] ticks: {counts}', flush=True)
-            node.destroy_node()
-        rclpy.try_shutdown()
+    def report(node, _cause):
+        counts = getattr(getattr(node, 'runner', None), 'counts', None)
+        if counts:
+            print(f'[policy_server] ticks: {counts}', flush=True)
+
+    run_node('policy_server', PolicyServerNode, (DeployError, ValueError, OSError),  # checkpoint, interface, parameters
+             cleanup=report, args=args)
 
 
 if __name__ == '__main__':

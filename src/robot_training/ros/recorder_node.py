@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
@@ -33,7 +31,7 @@ from robot_training.recording import (
     repair_bag,
 )
 from robot_training.recording.recorder import EPISODE_EVENT_TYPE
-from robot_training.ros._common import TopicRecorder
+from robot_training.ros._common import TopicRecorder, run_node
 
 PARAMETERS = {
     # name: (default, description)
@@ -199,33 +197,8 @@ class RecorderNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    cause = 'shutdown'
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        cause = 'sigint'
-    except ExternalShutdownException:
-        cause = 'signal'
-    except (RecordingError, ValueError, OSError) as err:  # settings, interface file, disk
-        print(f'recorder: {err}', flush=True)
-        raise SystemExit(2) from None
-    except Exception:
-        # A signal that shuts the context down while the executor builds its wait set
-        # surfaces as an RCLError ("context is not valid"): a normal shutdown.
-        if rclpy.ok():
-            raise
-        cause = 'signal'
-    else:
-        if not rclpy.ok():
-            cause = 'signal'
-    finally:
-        if node is not None:
-            node.shutdown(cause)
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node('recorder', RecorderNode, (RecordingError, ValueError, OSError),  # settings, interface file, disk
+             cleanup=lambda node, cause: node.shutdown(cause), args=args)
 
 
 if __name__ == '__main__':

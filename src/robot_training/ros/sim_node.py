@@ -22,14 +22,12 @@ The env logic is in :mod:`robot_training.envs.ros_sim` (plain Python).
 
 from __future__ import annotations
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float64
 from std_srvs.srv import SetBool, Trigger
 
-from robot_training.ros._common import message_class
+from robot_training.ros._common import message_class, run_node
 
 PARAMETERS = {
     # name: (default, description)
@@ -140,24 +138,8 @@ class SimNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, OSError) as err:  # parameters, interface file, env id
-        print(f'sim: {err}', flush=True)
-        raise SystemExit(2) from None
-    except Exception:
-        if rclpy.ok():  # a signal during the executor's wait set is a normal shutdown
-            raise
-    finally:
-        if node is not None:
-            node.sim.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node('sim', SimNode, (ValueError, OSError),  # parameters, interface file, env id
+             cleanup=lambda node, _cause: node.sim.close(), args=args)
 
 
 if __name__ == '__main__':

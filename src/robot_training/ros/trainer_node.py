@@ -27,9 +27,9 @@ import traceback
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+
+from robot_training.ros._common import run_node
 
 PARAMETERS = {
     # name: (default, description)
@@ -233,28 +233,7 @@ class TrainerNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = TrainerNode()
-        rclpy.spin(node)
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, OSError) as err:  # parameters, config file
-        print(f'trainer: {err}', flush=True)
-        code = 2
-    except Exception:
-        if rclpy.ok():  # a signal during the executor's wait set is a normal shutdown
-            raise
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    if code:
-        raise SystemExit(code)
+    run_node('trainer', TrainerNode, (ValueError, OSError), args=args)  # parameters, config file
 
 
 if __name__ == '__main__':
