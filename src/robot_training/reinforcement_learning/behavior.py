@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Tuple
 
 import torch
 from torch import nn
@@ -160,7 +160,3 @@ class ActorCritic(nn.Module):
                    "value": value.mean().detach(), "return_scale": scale, "actor_entropy": entropy.mean().detach(),
                    "imagined_action_abs": actions.abs().mean().detach()}
         return {"actor": actor_loss, "critic": critic_loss}, metrics
-
-
-def parameters(*modules: nn.Module) -> Iterable[nn.Parameter]:
-    return [p for m in modules for p in m.parameters()]

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from robot_training.reinforcement_learning.environments import EnvFactory, actio
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.seeding import set_seed
 from robot_training.world_models.presets import resolve_size
-from robot_training.world_models.replay import (SequenceReplay, action_bounds, normalize_action, to_torch)
+from robot_training.world_models.replay import SequenceReplay, action_bounds, to_torch
 from robot_training.world_models.train_world_model import (apply_cli_args, autocast, check_observation_shape,
                                                            cli_trajectories, resolve_resume)
 
