@@ -63,3 +63,26 @@ def test_importing_data_collection_does_not_import_rclpy():
     assert out.returncode == 0, out.stderr
     with pytest.raises(AttributeError):
         data_collection.NoSuchCollector  # noqa: B018
+
+
+def test_agents_with_internal_state_are_reset_every_episode():
+    """Dreamer agents and deployed policies keep their recurrent state inside (act/reset)."""
+
+    class CountingAgent:
+        def __init__(self):
+            self.resets, self.steps_since_reset, self.seen_deterministic = 0, 0, set()
+
+        def reset(self):
+            self.resets += 1
+            self.steps_since_reset = 0
+
+        def act(self, observation, deterministic=True):
+            self.steps_since_reset += 1
+            self.seen_deterministic.add(deterministic)
+            return np.array([0.0 if self.steps_since_reset < 1000 else 1.0], dtype=np.float32)
+
+    agent = CountingAgent()
+    trajs = DataCollector("Pendulum-v1", seed=0).collect_episodes(3, policy=agent, deterministic=False,
+                                                                     max_steps=20)
+    assert agent.resets == 3 and agent.steps_since_reset == 20
+    assert [len(t) for t in trajs] == [20, 20, 20] and agent.seen_deterministic == {False}

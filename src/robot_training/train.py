@@ -241,6 +241,13 @@ def run_all(cfg, args) -> List[Row]:
         except ModeUnavailable as exc:
             unavailable.append(str(exc))
             rows.append(Row(name, "-", "not available yet"))
+            continue
+        if name == "dreamer":  # trained offline on the demonstrations: how does it act?
+            from robot_training.reinforcement_learning.dreamer import DreamerAgent
+
+            agent = DreamerAgent.from_checkpoint(rows[-1].checkpoint)
+            ret = evaluate_policy(agent, cfg.training.env, cfg.training.eval_episodes)
+            rows[-1] = rows[-1]._replace(metric=rows[-1].metric + f", eval return {ret:.1f}")
     run_all.unavailable = unavailable
     return rows
 

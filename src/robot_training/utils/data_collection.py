@@ -17,6 +17,7 @@ when asked for, so importing this module never imports rclpy.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any, List, Optional, Union
@@ -36,9 +37,15 @@ def save_trajectories(path: Union[str, os.PathLike], trajectories) -> Path:
 
 
 def _act(policy: Any, obs, state, deterministic: bool):
-    """One action from ``policy``; recurrent policies (``step``/``initial_state``) keep a carry."""
+    """One action from ``policy``; recurrent policies keep a carry: explicitly
+    (``step``/``initial_state``) or inside themselves (``act``/``reset``: Dreamer agents,
+    deployed policies)."""
     if hasattr(policy, "step") and hasattr(policy, "initial_state"):
         return policy.step(obs, state, deterministic=deterministic)
+    if hasattr(policy, "act") and hasattr(policy, "reset"):
+        if "deterministic" in inspect.signature(policy.act).parameters:
+            return policy.act(obs, deterministic=deterministic), state
+        return policy.act(obs), state
     if hasattr(policy, "predict"):
         out = policy.predict(obs, deterministic=deterministic)
         if isinstance(out, tuple):  # Stable-Baselines3 returns (action, state)
@@ -83,6 +90,8 @@ class DataCollector:
             self._episodes_started += 1
             obs, _ = env.reset(seed=seed)
             state = policy.initial_state(1) if policy is not None and hasattr(policy, "initial_state") else None
+            if policy is not None and hasattr(policy, "reset") and hasattr(policy, "act"):
+                policy.reset()  # a new episode starts from a fresh recurrent state
             observations, actions, rewards, terms, truncs = [], [], [], [], []
             while True:
                 if policy is None:
