@@ -197,6 +197,17 @@ def _set_path(msg, path: str, value) -> None:
     setattr(obj, parts[-1], value)
 
 
+def _message_from_paths(paths, values, message_factory, stamp=None):
+    """A new message with ``values[i]`` at dotted ``paths[i]`` (and the header stamp)."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    msg = message_factory()
+    for path, v in zip(paths, values):
+        _set_path(msg, path, v)
+    if stamp is not None:
+        set_stamp(msg, stamp)
+    return msg
+
+
 # ----------------------------------------------------------------------------- converters
 
 
@@ -359,13 +370,7 @@ class TwistConverter(Converter):
         return np.array([_get_path(msg, p) for p in self.paths], dtype=np.float32)
 
     def to_message(self, values, message_factory, stamp=None):
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        msg = message_factory()
-        for path, v in zip(self.paths, values):
-            _set_path(msg, path, v)
-        if stamp is not None:
-            set_stamp(msg, stamp)
-        return msg
+        return _message_from_paths(self.paths, values, message_factory, stamp)
 
     def describe(self):
         return list(self.options["fields"])
@@ -428,13 +433,7 @@ class FieldsConverter(Converter):
     def to_message(self, values, message_factory, stamp=None):
         if not self._scalar:
             raise ConversionError(f"{self.msgtype}: building messages needs one scalar per field")
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        msg = message_factory()
-        for path, v in zip(self.paths, values):
-            _set_path(msg, path, v)
-        if stamp is not None:
-            set_stamp(msg, stamp)
-        return msg
+        return _message_from_paths(self.paths, values, message_factory, stamp)
 
     def describe(self):
         return list(self.paths) if self._scalar else super().describe()
