@@ -142,3 +142,28 @@ def test_bad_observation_shapes_are_clear_errors():
         agent.act(np.zeros(5, np.float32))
     with pytest.raises(ObservationShapeError, match="power of two"):
         DreamerAgent((60, 60, 3), 2, tiny_config())
+
+
+def test_agent_and_world_model_remember_the_interface_of_their_data(tmp_path):
+    """Trained from bag data (trajectories with an interface fingerprint), the checkpoints keep
+    it, so the policy server can refuse a robot described differently."""
+    from robot_training.checkpoint import load_checkpoint
+    from robot_training.world_models.train_world_model import WorldModelTrainer
+
+    data = linear_system(num_episodes=4, length=20)
+    for t in data:
+        t.interface_fingerprint = "a" * 64
+    trainer = train_dreamer(trajectories=data, num_steps=2, config=tiny_config(), seed=0)
+    trainer.agent.save(tmp_path / "agent.pt")
+    trainer.save_checkpoint(tmp_path / "trainer.pt")
+    for name in ("agent.pt", "trainer.pt"):
+        assert load_checkpoint(tmp_path / name)["interface_fingerprint"] == "a" * 64
+        assert DreamerAgent.from_checkpoint(tmp_path / name).interface_fingerprint == "a" * 64
+
+    wm = WorldModelTrainer(data[0].observation_shape, data[0].action_dim, tiny_config())
+    wm.set_data(data)
+    wm.save_checkpoint(tmp_path / "wm.pt")
+    assert load_checkpoint(tmp_path / "wm.pt")["interface_fingerprint"] == "a" * 64
+    data[1].interface_fingerprint = "b" * 64
+    with pytest.raises(ValueError, match="different interface descriptions"):
+        wm.set_data(data)

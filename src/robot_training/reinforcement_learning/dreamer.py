@@ -48,6 +48,8 @@ class DreamerAgent:
         self.action_low = np.full(action_dim, -1.0, np.float32) if action_low is None else np.asarray(action_low, np.float32)
         self.action_high = np.full(action_dim, 1.0, np.float32) if action_high is None else np.asarray(action_high, np.float32)
         self.world_model = WorldModel(self.observation_shape, self.action_dim, self.config).to(self.device)
+        self.interface_fingerprint: Optional[str] = None
+        """The interface description of the data it learned from (bags), kept in checkpoints."""
         self.behavior = ActorCritic(self.world_model.rssm.feature_dim, self.action_dim, self.config).to(self.device)
         self._carry: Optional[Carry] = None
 
@@ -144,11 +146,13 @@ class DreamerAgent:
             raise CheckpointError(f"{source}: weights do not fit this agent's sizes ({exc})") from None
         self.action_low = data["action_low"].numpy()
         self.action_high = data["action_high"].numpy()
+        self.interface_fingerprint = data.get("interface_fingerprint")
         self.reset()
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Weights, shapes, action bounds and config (enough to rebuild and act)."""
-        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict(), config=self.config.to_dict())
+        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict(), config=self.config.to_dict(),
+                               interface_fingerprint=self.interface_fingerprint)
 
     def load(self, path: Union[str, os.PathLike]) -> None:
         """Load an agent or a full trainer checkpoint of the same sizes."""

@@ -31,7 +31,7 @@ import torch
 from robot_training.checkpoint import (CheckpointError, checkpoint_directory, load_checkpoint, rng_state,
                                        save_checkpoint, set_rng_state)
 from robot_training.config import Config, resolve_device
-from robot_training.data.trajectory import Trajectory
+from robot_training.data.trajectory import Trajectory, common_interface_fingerprint
 from robot_training.networks.encoders import ObservationShape
 from robot_training.reinforcement_learning.dreamer import CHECKPOINT_KIND, DreamerAgent
 from robot_training.reinforcement_learning.environments import EnvFactory, action_limits, make_env_factory
@@ -120,6 +120,7 @@ class DreamerTrainer:
     def add_trajectories(self, trajectories: Sequence[Trajectory], capacity: Optional[int] = None) -> None:
         trajectories = list(trajectories)
         check_observation_shape(self.agent.observation_shape, trajectories)
+        self.agent.interface_fingerprint = common_interface_fingerprint(trajectories)
         needed = sum(len(t) + 1 for t in trajectories)
         if self.replay is None:
             self.replay = SequenceReplay(capacity or needed)
@@ -241,7 +242,8 @@ class DreamerTrainer:
             "env_steps": self.env_steps, "updates": self.updates, "episodes": self.episodes,
             "rng": rng_state(self.rng),
         })
-        return save_checkpoint(path, CHECKPOINT_KIND, payload, config=self.config.to_dict())
+        return save_checkpoint(path, CHECKPOINT_KIND, payload, config=self.config.to_dict(),
+                               interface_fingerprint=self.agent.interface_fingerprint)
 
     def load_checkpoint(self, path: Union[str, os.PathLike]) -> None:
         data = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=self.device)

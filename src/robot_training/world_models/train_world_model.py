@@ -29,7 +29,7 @@ import torch
 from robot_training.checkpoint import (CheckpointError, checkpoint_directory, load_checkpoint, rng_state,
                                        save_checkpoint, set_rng_state)
 from robot_training.config import Config, config_from_dict, resolve_device
-from robot_training.data.trajectory import Trajectory
+from robot_training.data.trajectory import Trajectory, common_interface_fingerprint
 from robot_training.networks.encoders import ObservationShape, ObservationShapeError, split_observation_shape
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.seeding import set_seed
@@ -88,6 +88,8 @@ class WorldModelTrainer:
         self.action_dim = int(action_dim)
         self.action_low = None if action_low is None else np.asarray(action_low, np.float32)
         self.action_high = None if action_high is None else np.asarray(action_high, np.float32)
+        self.interface_fingerprint: Optional[str] = None
+        """The interface description of the training data (bags), kept in checkpoints."""
         wm = self.config.world_model
         self.model = WorldModel(self.observation_shape, self.action_dim, self.config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=wm.learning_rate, eps=1e-8)
@@ -123,6 +125,7 @@ class WorldModelTrainer:
         if not trajectories:
             raise ValueError("train_world_model needs at least one trajectory")
         check_observation_shape(self.observation_shape, trajectories)
+        self.interface_fingerprint = common_interface_fingerprint(trajectories)
         for t in trajectories:
             if t.action_dim != self.action_dim:
                 raise ValueError(f"trajectory {t.episode_id!r} has action_dim {t.action_dim}, "
@@ -229,7 +232,8 @@ class WorldModelTrainer:
         }
 
     def save_checkpoint(self, path: Union[str, os.PathLike]) -> Path:
-        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict(), config=self.config.to_dict())
+        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict(), config=self.config.to_dict(),
+                               interface_fingerprint=self.interface_fingerprint)
 
     def load_checkpoint(self, path: Union[str, os.PathLike]) -> None:
         data = load_checkpoint(path, kind=CHECKPOINT_KIND)
@@ -244,6 +248,7 @@ class WorldModelTrainer:
             raise CheckpointError(f"{path}: weights do not fit this model's sizes ({exc})") from None
         self.optimizer.load_state_dict(data["optimizer"])
         self.updates = int(data["updates"])
+        self.interface_fingerprint = data.get("interface_fingerprint")
         if data.get("action_low") is not None:
             self.action_low = data["action_low"].numpy()
             self.action_high = data["action_high"].numpy()
