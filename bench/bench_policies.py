@@ -53,8 +53,8 @@ def evaluate(predict, env_id: str, episodes: int, seed: int = 10_000) -> float:
 
 
 # ------------------------------------------------------------------ this suite
-def ours_sac(steps: int, seed: int):
-    cfg = Config().replace(sac=dict(hidden_dim=SAC_HP["hidden"], batch_size=SAC_HP["batch"],
+def ours_sac(steps: int, seed: int, precision: str = "float32"):
+    cfg = Config().replace(sac=dict(hidden_dim=SAC_HP["hidden"], batch_size=SAC_HP["batch"], precision=precision,
                                     learning_starts=SAC_HP["learning_starts"], gamma=SAC_HP["gamma"],
                                     tau=SAC_HP["tau"], policy_lr=SAC_HP["lr"], q_lr=SAC_HP["lr"],
                                     buffer_size=steps))
@@ -127,6 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--skip-sb3", action="store_true")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--bc-episodes", type=int, default=20)
+    p.add_argument("--sac-precision", choices=["float32", "bfloat16"], default="float32",
+                   help="compute precision of this suite's SAC updates (sac.precision)")
     p.add_argument("--sb3-threads", type=int, default=1,
                    help="torch threads while SB3 trains: 1 (same as this suite, the default) or 0 for "
                         "PyTorch's default, which is what an SB3 user gets")
@@ -148,7 +150,8 @@ def main(argv=None) -> int:
     experts = {}
     jobs = []
     if "sac" in algos or "bc" in algos:
-        jobs.append(("sac", SAC_ENV, args.sac_steps, ours_sac, sb3_sac, False))
+        jobs.append(("sac", SAC_ENV, args.sac_steps,
+                     lambda steps, seed: ours_sac(steps, seed, args.sac_precision), sb3_sac, False))
     if "ppo" in algos:
         jobs.append(("ppo", PPO_ENV, args.ppo_steps, ours_ppo, sb3_ppo, True))
     for name, env_id, steps, ours, theirs, discrete in jobs:
@@ -186,7 +189,7 @@ def main(argv=None) -> int:
         bc_row = (demo_ret, bc_ret, random_ret, score, bc_time)
 
     print()
-    print(f"torch threads: robot_training 1, SB3 {sb3_threads}")
+    print(f"torch threads: robot_training 1, SB3 {sb3_threads}; robot_training SAC precision {args.sac_precision}")
     print(f"{'algorithm':<22}{'library':<16}{'seeds':<10}{'return (median)':>16}{'returns':>28}"
           f"{'steps/s':>10}{'ratio vs SB3':>14}")
     for name, env_id, steps, *_ in jobs:

@@ -36,13 +36,22 @@ def small_config(tmp_path, **sac):
                                                     progress_bar=False))
 
 
-def test_sac_improves_pendulum(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_sac_improves_pendulum(tmp_path, precision):
+    torch.manual_seed(0)  # network initialisation: independent of the tests run before
     env = gym.make("Pendulum-v1")
-    algo = SAC(env.observation_space, env.action_space, small_config(tmp_path), env="Pendulum-v1", seed=0)
+    algo = SAC(env.observation_space, env.action_space, small_config(tmp_path, precision=precision),
+               env="Pendulum-v1", seed=0)
     before = evaluate(algo)
     algo.learn(4_000)
     after = evaluate(algo)
-    assert after > before + 300 and after > -700, (before, after)
+    assert after > before + 300 and after > -700, (precision, before, after)
+
+
+def test_unknown_precision_is_named(tmp_path):
+    env = gym.make("Pendulum-v1")
+    with pytest.raises(ValueError, match="sac.precision must be one of float32, bfloat16"):
+        SAC(env.observation_space, env.action_space, small_config(tmp_path, precision="float16"))
 
 
 def test_ensemble_linear_is_independent_layers():

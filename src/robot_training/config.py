@@ -131,6 +131,9 @@ class SACConfig:
     policy_lr: float = 0.0003
     q_lr: float = 0.001
     updates_per_step: int = 1
+    precision: str = "float32"
+    """``float32`` or ``bfloat16`` (autocast of the updates; about 2x faster on CPUs with
+    AVX512-BF16/AMX; acting stays float32)."""
     policy_frequency: int = 2
     target_network_frequency: int = 1
     alpha: float = 0.2

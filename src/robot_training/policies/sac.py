@@ -32,6 +32,7 @@ from robot_training.networks.distributions import tanh_gaussian_sample
 from robot_training.networks.mlp import mlp
 from robot_training.policies.common import EpisodeStats, as_batch
 from robot_training.utils.logging import RunLogger, progress
+from robot_training.utils.precision import autocast, check_precision
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -111,6 +112,7 @@ class SAC:
         self.cfg: SACConfig = self.config.sac
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
             raise ValueError(f"SAC needs a flat Box observation space, got {observation_space}")
+        check_precision(self.config.sac.precision, "sac.precision")
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError(f"SAC needs a continuous (Box) action space, got {action_space}; use PPO for discrete")
         self.observation_space, self.action_space = observation_space, action_space
@@ -202,15 +204,19 @@ class SAC:
             bar.close()
         return self
 
+    def _autocast(self):
+        return autocast(self.device, self.cfg.precision, key="sac.precision")
+
     def train_step(self, batch: ReplayBatch) -> Dict[str, torch.Tensor]:
         """One gradient update of the Q functions (and, every ``policy_frequency`` updates,
         the actor and temperature). Losses are returned as tensors: no device sync here."""
         cfg = self.cfg
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             next_a, next_logp = self.actor.sample(batch.next_observations)
             q_next = self.qf_target(batch.next_observations, next_a).min(0).values - self.alpha * next_logp
-            target = batch.rewards + (1.0 - batch.terminals) * cfg.gamma * q_next
-        q = self.qf(batch.observations, batch.actions)
+            target = batch.rewards + (1.0 - batch.terminals) * cfg.gamma * q_next.float()
+        with self._autocast():
+            q = self.qf(batch.observations, batch.actions).float()
         qf_loss = (q - target).pow(2).mean(1).sum()  # sum of both MSEs
         self.q_optimizer.zero_grad(set_to_none=True)
         qf_loss.backward()
@@ -220,9 +226,11 @@ class SAC:
         if self.num_updates % cfg.policy_frequency == 0:
             self.qf.requires_grad_(False)
             for _ in range(cfg.policy_frequency):
-                a, logp = self.actor.sample(batch.observations)
-                q_pi = self.qf(batch.observations, a).min(0).values
-                actor_loss = (self.alpha * logp - q_pi).mean()
+                with self._autocast():
+                    a, logp = self.actor.sample(batch.observations)
+                    q_pi = self.qf(batch.observations, a).min(0).values
+                logp = logp.float()
+                actor_loss = (self.alpha * logp - q_pi.float()).mean()
                 self.actor_optimizer.zero_grad(set_to_none=True)
                 actor_loss.backward()
                 self.actor_optimizer.step()

@@ -17,7 +17,6 @@ least one when there are two or more) is held out for :meth:`WorldModelTrainer.v
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -32,6 +31,7 @@ from robot_training.config import Config, config_from_dict, resolve_device
 from robot_training.data.trajectory import Trajectory, common_interface_fingerprint
 from robot_training.networks.encoders import ObservationShape, ObservationShapeError, split_observation_shape
 from robot_training.utils.logging import RunLogger, progress, run_name
+from robot_training.utils.precision import autocast as _autocast
 from robot_training.utils.seeding import set_seed
 from robot_training.world_models.presets import resolve_size
 from robot_training.world_models.replay import (SequenceReplay, action_bounds, normalize_action,
@@ -45,12 +45,8 @@ ALGORITHM = "rssm"
 
 
 def autocast(device: str, precision: str):
-    """``torch.autocast`` to bfloat16 when asked for, else a no-op context."""
-    if precision == "bfloat16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    if precision != "float32":
-        raise ValueError(f"world_model.precision must be 'float32' or 'bfloat16', got {precision!r}")
-    return contextlib.nullcontext()
+    """The world model's compute precision (``world_model.precision``)."""
+    return _autocast(device, precision, key="world_model.precision")
 
 
 def check_observation_shape(observation_shape: ObservationShape, trajectories: Sequence[Trajectory]) -> None:
