@@ -28,7 +28,7 @@ from robot_training.config import Config
 from robot_training.policies.ppo import PPO
 from robot_training.policies.sac import SAC
 from robot_training.supervised_learning.bc import BehavioralCloning
-from robot_training.utils.data_collection import DataCollector
+from robot_training.utils.data_collection import DataCollector, evaluate_policy
 
 SAC_ENV, PPO_ENV = "Pendulum-v1", "CartPole-v1"
 # shared hyperparameters (SB3 rl-zoo's CartPole PPO settings; CleanRL-like SAC)
@@ -37,19 +37,9 @@ PPO_HP = dict(hidden=64, n_envs=8, n_steps=32, batch=256, epochs=20, gamma=0.98,
               clip=0.2, ent=0.0)
 
 
-def evaluate(predict, env_id: str, episodes: int, seed: int = 10_000) -> float:
-    env = gym.make(env_id)
-    out = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total = False, 0.0
-        while not done:
-            obs, r, term, trunc, _ = env.step(predict(obs))
-            total += r
-            done = term or trunc
-        out.append(total)
-    env.close()
-    return float(np.mean(out))
+def evaluate(policy, env_id: str, episodes: int, seed: int = 10_000) -> float:
+    """Mean deterministic return; ``policy`` has ``predict`` (both libraries) or is callable."""
+    return evaluate_policy(policy, env_id, episodes, seed)
 
 
 # ------------------------------------------------------------------ this suite
@@ -110,13 +100,6 @@ def sb3_ppo(steps: int, seed: int):
     return model, steps / (time.perf_counter() - t)
 
 
-def _sb3_predict(model, discrete: bool):
-    def predict(obs):
-        action = model.predict(obs, deterministic=True)[0]
-        return int(action) if discrete else action
-    return predict
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -157,8 +140,7 @@ def main(argv=None) -> int:
     for name, env_id, steps, ours, theirs, discrete in jobs:
         for seed in args.seeds:
             algo, sps = ours(steps, seed)
-            ret = evaluate(algo.predict if not discrete else (lambda o, a=algo: int(a.predict(o))), env_id,
-                           args.eval_episodes)
+            ret = evaluate(algo, env_id, args.eval_episodes)
             results.setdefault(("robot_training", name), []).append((seed, ret, sps))
             experts.setdefault(name, []).append((ret, algo))
             print(f"[robot_training] {name} seed {seed}: return {ret:.1f}, {sps:.0f} steps/s", flush=True)
@@ -168,7 +150,7 @@ def main(argv=None) -> int:
                     model, sps = theirs(steps, seed)
                 finally:
                     torch.set_num_threads(1)
-                ret = evaluate(_sb3_predict(model, discrete), env_id, args.eval_episodes)
+                ret = evaluate(model, env_id, args.eval_episodes)
                 results.setdefault(("sb3", name), []).append((seed, ret, sps))
                 print(f"[sb3]            {name} seed {seed}: return {ret:.1f}, {sps:.0f} steps/s", flush=True)
     bc_row = None
@@ -182,7 +164,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         bc.learn(demos)
         bc_time = time.perf_counter() - t
-        bc_ret = evaluate(bc.predict, SAC_ENV, args.eval_episodes)
+        bc_ret = evaluate(bc, SAC_ENV, args.eval_episodes)
         random_ret = evaluate(lambda o: np.random.uniform(-2, 2, size=1).astype(np.float32), SAC_ENV,
                               args.eval_episodes)
         score = (bc_ret - random_ret) / (demo_ret - random_ret)

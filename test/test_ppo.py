@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from robot_training.config import Config
+from robot_training.utils.data_collection import evaluate_policy
 from robot_training.policies.ppo import PPO
 from robot_training.policies.train_policy import PolicyTrainer, train_policy
 
@@ -13,17 +14,7 @@ torch.set_num_threads(1)
 
 
 def evaluate(policy, env_id, episodes=3, seed=1000):
-    env = gym.make(env_id)
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total = False, 0.0
-        while not done:
-            obs, r, term, trunc, _ = env.step(policy.predict(obs))
-            total += r
-            done = term or trunc
-        returns.append(total)
-    return float(np.mean(returns))
+    return evaluate_policy(policy, env_id, episodes, seed)
 
 
 def small_config(tmp_path, **policy):

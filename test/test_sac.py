@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from robot_training.config import Config
+from robot_training.utils.data_collection import evaluate_policy
 from robot_training.data.replay import ReplayBatch, ReplayBuffer
 from robot_training.networks.distributions import tanh_gaussian_sample
 from robot_training.policies.sac import SAC, EnsembleLinear
@@ -16,17 +17,7 @@ torch.set_num_threads(1)
 
 
 def evaluate(policy, env_id="Pendulum-v1", episodes=3, seed=1000):
-    env = gym.make(env_id)
-    out = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total = False, 0.0
-        while not done:
-            obs, r, term, trunc, _ = env.step(policy.predict(obs))
-            total += r
-            done = term or trunc
-        out.append(total)
-    return float(np.mean(out))
+    return evaluate_policy(policy, env_id, episodes, seed)
 
 
 def small_config(tmp_path, **sac):

@@ -122,14 +122,9 @@ def _data_or_default(cfg, args, mode: str):
 
 def evaluate_policy(policy, env_id: str, episodes: int, seed: int = 10_000) -> float:
     """Mean return of ``episodes`` deterministic episodes."""
-    from robot_training.utils.data_collection import DataCollector
+    from robot_training.utils.data_collection import evaluate_policy as evaluate
 
-    collector = DataCollector(env_id, seed=seed)
-    try:
-        trajs = collector.collect_episodes(episodes, policy=policy, deterministic=True)
-    finally:
-        collector.close()
-    return float(sum(t.episode_return for t in trajs) / max(len(trajs), 1))
+    return evaluate(policy, env_id, episodes, seed)
 
 
 def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:

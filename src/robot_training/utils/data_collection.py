@@ -27,8 +27,8 @@ import numpy as np
 from robot_training.data.trajectory import Trajectory, load_trajectories, save_trajectories as _save
 from robot_training.envs.make import EnvSpec, make_env
 
-__all__ = ["DataCollector", "ROSDataCollector", "create_synthetic_dataset", "load_trajectories",
-           "save_trajectories"]
+__all__ = ["DataCollector", "ROSDataCollector", "create_synthetic_dataset", "evaluate_policy",
+           "load_trajectories", "save_trajectories"]
 
 
 def save_trajectories(path: Union[str, os.PathLike], trajectories) -> Path:
@@ -126,6 +126,18 @@ class DataCollector:
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+def evaluate_policy(policy: Any, env_factory: EnvSpec, episodes: int = 10, seed: int = 10_000,
+                    deterministic: bool = True) -> float:
+    """Mean return of ``episodes`` episodes of ``policy`` (deterministic by default), each
+    from its own seed ``seed + i``."""
+    collector = DataCollector(env_factory, seed=seed)
+    try:
+        trajs = collector.collect_episodes(episodes, policy=policy, deterministic=deterministic)
+    finally:
+        collector.close()
+    return float(sum(t.episode_return for t in trajs) / max(len(trajs), 1))
 
 
 def _env_action(env, action):
