@@ -116,7 +116,7 @@ class PPO:
         self.logger = logger
         self.model = ActorCritic(observation_space.shape[0], action_space, self.cfg.hidden_dim,
                                  self.cfg.num_layers, self.cfg.norm_obs).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate, eps=1e-5, foreach=True)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate, eps=1e-5)
         self.num_timesteps = 0
         self.iteration = 0
         self.ret_norm = RunningNorm(())  # running variance of discounted returns (norm_reward)
