@@ -26,13 +26,14 @@ def small_config(tmp_path, **policy):
 
 
 def test_ppo_improves_cartpole(tmp_path):
+    torch.manual_seed(0)  # network initialisation: independent of the tests run before
     cfg = small_config(tmp_path)
     env = gym.make("CartPole-v1")
     algo = PPO(env.observation_space, env.action_space, cfg, env="CartPole-v1", seed=0)
     before = evaluate(algo, "CartPole-v1")
-    algo.learn(12_000)
+    algo.learn(20_000)
     after = evaluate(algo, "CartPole-v1")
-    assert algo.num_timesteps >= 12_000
+    assert algo.num_timesteps >= 20_000
     assert after > max(2 * before, 150), (before, after)
 
 
