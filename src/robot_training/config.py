@@ -272,14 +272,21 @@ def load_config(
     return cfg
 
 
-def read_yaml(path: Union[str, os.PathLike]) -> Mapping[str, Any]:
+def parse_yaml_file(path: Union[str, os.PathLike], what: str = "config file",
+                    error: type = ConfigError) -> Any:
+    """The parsed content of a YAML file; ``error`` names a missing file or invalid YAML."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+        raise error(f"{p}: {what} not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        raise error(f"{p}: not valid YAML: {exc}") from None
+
+
+def read_yaml(path: Union[str, os.PathLike]) -> Mapping[str, Any]:
+    p = Path(path)
+    data = parse_yaml_file(p)
     if data is None:
         return {}
     if not isinstance(data, Mapping):

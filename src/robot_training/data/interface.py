@@ -50,12 +50,12 @@ import inspect
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import yaml
 
+from robot_training.config import parse_yaml_file
 from robot_training.data.converters import (
     ConversionError,
     Converter,
@@ -311,14 +311,8 @@ def load_interface(path: Union[str, os.PathLike, InterfaceDescription]) -> Inter
     """Read and validate an interface description YAML file (an already loaded one is returned)."""
     if isinstance(path, InterfaceDescription):
         return path
-    p = Path(path)
-    if not p.is_file():
-        raise InterfaceError(f"{p}: interface description not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise InterfaceError(f"{p}: not valid YAML: {exc}") from None
-    return interface_from_dict(data, source=str(p))
+    data = parse_yaml_file(path, "interface description", InterfaceError)
+    return interface_from_dict(data, source=str(path))
 
 
 def interface_from_yaml_text(text: str, source: str = "<yaml>") -> InterfaceDescription:
