@@ -2,6 +2,6 @@
 the ROS node is :mod:`robot_training.ros.policy_server_node`)."""
 
 from robot_training.deploy.policy import LOADERS, DeployedPolicy, DeployError, load_policy
-from robot_training.deploy.runner import PolicyRunner, Tick
+from robot_training.deploy.runner import ActorStats, ActTrigger, PolicyRunner, Tick
 
-__all__ = ["LOADERS", "DeployedPolicy", "DeployError", "load_policy", "PolicyRunner", "Tick"]
+__all__ = ["LOADERS", "ActorStats", "ActTrigger", "DeployedPolicy", "DeployError", "load_policy", "PolicyRunner", "Tick"]

@@ -57,6 +57,16 @@ class DeployedPolicy:
         """Forget the recurrent state (no-op for feed-forward policies)."""
         self._state = self._initial_state()
 
+    def adopt_state(self, other: Optional["DeployedPolicy"]) -> bool:
+        """Continue from ``other``'s recurrent state when it fits (same kind, same shapes)."""
+        if other is None or not self.recurrent or other.kind != self.kind or other._state is None:
+            return False
+        mine, theirs = self._initial_state(), other._state
+        if not _same_shapes(mine, theirs):
+            return False
+        self._state = theirs
+        return True
+
     def act(self, observation) -> np.ndarray:
         action, self._state = self._act_fn(observation, self._state, self.deterministic)
         return np.asarray(action, dtype=np.float64).reshape(self.action_dim)
@@ -67,6 +77,17 @@ class DeployedPolicy:
     def __repr__(self) -> str:
         return (f"DeployedPolicy(kind={self.kind!r}, path='{self.path}', observation_shape={self.observation_shape}, "
                 f"action_dim={self.action_dim}, recurrent={self.recurrent})")
+
+
+def _same_shapes(a: Any, b: Any) -> bool:
+    """Do two recurrent states (tensors, tuples or dicts of them; None = initial) match in shape?"""
+    if a is None:
+        return True  # an initial state of None is filled in on the first step: any state fits
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_shapes(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(_same_shapes(x, y) for x, y in zip(a, b))
+    return getattr(a, "shape", None) == getattr(b, "shape", None)
 
 
 # --------------------------------------------------------------------------- one loader per kind

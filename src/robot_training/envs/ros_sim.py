@@ -13,6 +13,9 @@ order, with the stream converters' ``to_message``), so that the policy server's
 ``std_msgs/Float64`` (``.data``), episode boundaries to EpisodeEvent values (START after every
 reset, END with reason ``terminated`` or ``truncated``). The next :meth:`step` after an END
 resets the env first. Time is simulation time: ``control_period_s`` per step, starting at 0.
+A reset after the first one also takes one control period, so that the END of an episode
+(stamped with its last observation) and the START of the next never share a time stamp: a
+recording then splits into episodes without ambiguity.
 
 Plain Python: message classes are passed in as factories (rclpy classes in the node).
 """
@@ -109,7 +112,9 @@ class InterfaceSim:
         events = []
         if not self.need_reset and reason:
             events.append(Episode(self.episode_id, EVENT_RESET, self.episode_return, self.length, False, reason))
-        self.episode_id += 1 if self.observation is not None else 0
+        if self.observation is not None:
+            self.episode_id += 1
+            self.sim_time_ns += self.period_ns
         obs, _ = self.env.reset(seed=self.seed + self.episode_id)
         self.observation = np.asarray(obs, dtype=np.float64)
         self.episode_return, self.length, self.need_reset = 0.0, 0, False

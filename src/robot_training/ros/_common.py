@@ -228,6 +228,14 @@ class TopicRecorder:
         self.subscriptions.clear()
 
 
+def _ignore_sigint() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_node(program: str, make_node: Callable[[], Node],
              user_errors: tuple = (ValueError, OSError),
              cleanup: Optional[Callable[[Node, str], None]] = None, args=None) -> None:
@@ -267,6 +275,9 @@ def run_node(program: str, make_node: Callable[[], Node],
         if not rclpy.ok():
             cause = 'signal'
     finally:
+        # ros2 launch forwards SIGINT and a terminal's Ctrl-C signals the whole group: a second
+        # SIGINT must not interrupt the cleanup that saves what the node holds.
+        _ignore_sigint()
         if node is not None:
             if cleanup is not None:
                 cleanup(node, cause)

@@ -3,39 +3,63 @@
     policy_server --ros-args --params-file config/policy_server.yaml -p checkpoint:=policy.pt
 
 Lifecycle-like shape on a plain node: *configure* (read parameters, load the interface and
-the checkpoint, create the subscriptions) then *activate* (start the control timer). A
-checkpoint that cannot be deployed stops the node at configure time with one error line.
+the checkpoint, create the subscriptions) then *activate* (start acting). A checkpoint that
+cannot be deployed stops the node at configure time with one error line.
 
 * one subscription per observation stream of the interface (sensor-data QoS, which accepts
   reliable and best-effort publishers); the latest message of each is kept;
-* a timer at the interface's ``control_rate_hz`` (node clock: simulation time with
-  ``-p use_sim_time:=true``) builds the observation exactly as the training dataset did,
-  runs the policy and publishes the clipped action on the action topic;
+* when to act (``act_on``, see :class:`robot_training.deploy.ActTrigger`): ``observation``
+  (default) answers every new message of ``trigger_topic`` at once, which is how the policy
+  acted in training, on wall time, simulation time and in lock-step alike; ``timer`` acts at
+  the interface's ``control_rate_hz`` on the node clock and, on simulation time, waits for the
+  observation of its tick. Each action is built with the training dataset's
+  ``build_observation``, clipped and published on the action topic;
 * observations older than the interface's ``max_staleness_s`` (or missing): nothing is
-  published, unless ``safe_action`` is set, which is then published instead; a warning is
-  logged at most every ``warn_period_s``;
+  published, unless ``use_safe_action`` is set (``safe_action`` is then published); a warning is
+  logged at most every ``warn_period_s``; NaN or infinite actions are never published;
 * ``~/load_policy`` (robot_training_msgs/LoadPolicy) swaps the checkpoint atomically: on a bad
   file the reply has ``success: false`` and the old policy keeps acting;
-* EpisodeEvent START or RESET on the interface's episode topic clears recurrent state.
+* ``checkpoint_topic`` (robot_training_msgs/Checkpoint, e.g. a learner's
+  ``/learner/checkpoints``): every announced checkpoint is hot-reloaded in a loader thread,
+  verified (interface fingerprint, sha256, loadable) and swapped in between two ticks; a
+  recurrent policy continues from its predecessor's state. A refused one is logged and
+  counted in ``~/status``, and the old policy keeps acting;
+* ``random_until_loaded``: uniform random actions until the first policy is loaded (a learning
+  loop's first episodes); ``deterministic: false`` explores with the policy's own samples;
+* EpisodeEvent START or RESET on the interface's episode topic clears recurrent state;
+* ``~/status`` (diagnostic_msgs/DiagnosticArray, every ``status_period_s``): the policy, tick
+  counts, reloads and refusals, tick cost p50/p99 and the gaps between published actions.
 
 The logic is in :mod:`robot_training.deploy` (plain Python).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
+from robot_training.data.converters import stamp_ns
 from robot_training.ros._common import message_class, run_node
 
 PARAMETERS = {
     # name: (default, description)   (use_sim_time is declared by rclpy itself)
     'checkpoint': ('', 'checkpoint file to deploy (ppo, sac, bc, dreamer); empty: wait for ~/load_policy'),
     'interface_file': ('', 'interface description YAML the policy was trained with'),
-    'deterministic': (True, 'act with the mean action (false: sample)'),
+    'deterministic': (True, 'act with the mean action (false: sample, to explore while learning)'),
     'safe_action': ([0.0], 'published when observations are stale; [] (or any empty list) publishes nothing'),
     'use_safe_action': (False, 'publish safe_action on stale observations (default: publish nothing)'),
     'warn_period_s': (2.0, 'at most one stale/waiting warning per this many seconds'),
+    'act_on': ('observation', "'observation' (answer each trigger_topic message) or 'timer' (control rate)"),
+    'trigger_topic': ('', 'act_on observation: the topic whose messages trigger an action (default: the '
+                          "interface's last observation stream)"),
+    'checkpoint_topic': ('', 'robot_training_msgs/Checkpoint topic to hot-reload from (empty: none)'),
+    'random_until_loaded': (False, 'uniform random actions until a policy is loaded'),
+    'seed': (0, 'seed of the random actions'),
+    'status_period_s': (1.0, 'period of ~/status (0: none)'),
+    'torch_threads': (1, 'CPU threads for the policy (0: PyTorch default)'),
 }
 
 
@@ -50,14 +74,27 @@ class PolicyServerNode(Node):
     # ---------------------------------------------------------------- lifecycle
     def configure(self) -> None:
         from robot_training.data.interface import load_interface
-        from robot_training.deploy import PolicyRunner
+        from robot_training.deploy import ActorStats, ActTrigger, PolicyRunner
 
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         if not p['interface_file']:
             raise ValueError('set the interface_file parameter (the interface the policy was trained with)')
+        if p['torch_threads'] > 0:
+            import torch
+            torch.set_num_threads(int(p['torch_threads']))
         self.interface = load_interface(p['interface_file'])
         safe = list(p['safe_action'] or []) if p['use_safe_action'] else None
-        self.runner = PolicyRunner(self.interface, deterministic=bool(p['deterministic']), safe_action=safe)
+        self.runner = PolicyRunner(self.interface, deterministic=bool(p['deterministic']), safe_action=safe,
+                                   random_until_loaded=bool(p['random_until_loaded']), seed=int(p['seed']))
+        topics = [s.topic for s in self.interface.observations]
+        trigger = p['trigger_topic'] or topics[-1]
+        if trigger not in topics:
+            raise ValueError(f'trigger_topic {trigger!r} is not an observation topic of the interface {topics}')
+        sim_time = bool(self.get_parameter('use_sim_time').value)
+        self.trigger = ActTrigger(p['act_on'], trigger, int(round(1e9 * self.interface.control_period_s)),
+                                  wait_for_observation=sim_time)
+        self.stats = ActorStats()
+        self.reloads, self.refused, self.last_refusal = 0, 0, ''
         if p['checkpoint']:
             policy = self.runner.load(p['checkpoint'])
             self.get_logger().info(f'loaded {policy.describe()}')
@@ -74,31 +111,64 @@ class PolicyServerNode(Node):
             self.create_subscription(EpisodeEvent, self.interface.episodes.topic, self._on_episode_event, 10)
         from robot_training_msgs.srv import LoadPolicy
         self.create_service(LoadPolicy, '~/load_policy', self._load_policy)
+        self._pending = None
+        self._pending_cv = threading.Condition()
+        self._closing = False
+        if p['checkpoint_topic']:
+            from robot_training_msgs.msg import Checkpoint
+            self.create_subscription(Checkpoint, p['checkpoint_topic'], self._on_checkpoint, 10)
+            self._loader = threading.Thread(target=self._load_announced, name='policy-loader', daemon=True)
+            self._loader.start()
+        self.status_pub = None
+        if p['status_period_s'] > 0:
+            from diagnostic_msgs.msg import DiagnosticArray
+            self._diag = DiagnosticArray
+            self.status_pub = self.create_publisher(DiagnosticArray, '~/status', 10)
+            self.create_timer(float(p['status_period_s']), self._publish_status)
+        self._p = p
 
     def activate(self) -> None:
-        self.timer = self.create_timer(self.interface.control_period_s, self._tick)
+        if self.trigger.mode == 'timer':
+            self.timer = self.create_timer(self.interface.control_period_s, self._on_timer)
+        when = (f'on every {self.trigger.trigger_topic} message' if self.trigger.mode == 'observation'
+                else f'at {self.interface.control_rate_hz:g} Hz on the node clock')
         self.get_logger().info(
-            f"acting at {self.interface.control_rate_hz:g} Hz on {self.interface.action.topic} from "
-            f"{self.runner.topics} (max staleness {self.interface.max_staleness_s:g} s, on stale: "
-            f"{'safe action ' + str(self.runner.safe_action.tolist()) if self.runner.safe_action is not None else 'publish nothing'})")
+            f"acting {when} on {self.interface.action.topic} from {self.runner.topics} (max staleness "
+            f"{self.interface.max_staleness_s:g} s, on stale: "
+            f"{'safe action ' + str(self.runner.safe_action.tolist()) if self.runner.safe_action is not None else 'publish nothing'}"
+            f"{', random actions until a policy is loaded' if self.runner.random_until_loaded else ''}"
+            f"{', hot reload from ' + self._p['checkpoint_topic'] if self._p['checkpoint_topic'] else ''})")
 
     # ---------------------------------------------------------------- callbacks
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
     def _on_observation(self, topic: str, msg) -> None:
-        self.runner.on_message(topic, msg, self._now_ns())
+        start = time.perf_counter()
+        now = self._now_ns()
+        self.runner.on_message(topic, msg, now)
+        if self.trigger.on_message(topic, stamp_ns(msg)):
+            self._act(now, start)
+
+    def _on_timer(self) -> None:
+        start = time.perf_counter()
+        now = self._now_ns()
+        latest = self.runner.latest_stamp_ns(self.trigger.trigger_topic)
+        if self.trigger.on_timer(now, latest):
+            self._act(now, start)
 
     def _on_episode_event(self, msg) -> None:
         if msg.event in (self._event_cls.EVENT_START, self._event_cls.EVENT_RESET):
             self.runner.reset()
+        if msg.event in (self._event_cls.EVENT_END, self._event_cls.EVENT_RESET):
+            self.stats.break_gap()  # the reset between episodes is the robot's pause, not a missed tick
 
-    def _tick(self) -> None:
-        now = self._now_ns()
+    def _act(self, now: int, start: float) -> None:
         tick = self.runner.tick(now)
         if tick.action is not None:
             self.action_pub.publish(self.interface.action_to_message(tick.action, self._action_cls, stamp=now))
-        if tick.status != 'ok':
+        self.stats.on_tick(time.perf_counter() - start, tick.action is not None)
+        if not tick.acted:
             log = self.get_logger().error if tick.status == 'error' else self.get_logger().warning
             log(f'not acting ({tick.status}): {tick.detail}', throttle_duration_sec=self.warn_period_s)
 
@@ -117,14 +187,73 @@ class PolicyServerNode(Node):
         self.get_logger().info(response.message)
         return response
 
+    # ---------------------------------------------------------------- hot reload
+    def _on_checkpoint(self, msg) -> None:
+        with self._pending_cv:
+            self._pending = msg  # only the newest announcement matters
+            self._pending_cv.notify()
+
+    def _load_announced(self) -> None:
+        from robot_training.deploy import DeployError
+
+        while True:
+            with self._pending_cv:
+                while self._pending is None and not self._closing:
+                    self._pending_cv.wait(timeout=1.0)
+                if self._closing:
+                    return
+                msg, self._pending = self._pending, None
+            start = time.perf_counter()
+            try:
+                policy = self.runner.load_verified(msg.path, msg.sha256, msg.interface_fingerprint)
+            except DeployError as err:
+                self.refused += 1
+                self.last_refusal = str(err)
+                self.get_logger().error(f'refused checkpoint {msg.path} (step {msg.step}), previous policy kept: {err}')
+                continue
+            self.reloads += 1
+            self.get_logger().info(f'hot-reloaded {policy.describe()} step {msg.step} '
+                                   f'({1000 * (time.perf_counter() - start):.0f} ms, reload {self.reloads})')
+
+    # ---------------------------------------------------------------- status
+    def status(self) -> dict:
+        policy = self.runner.policy
+        out = {'policy': policy.describe() if policy is not None else 'none', 'reloads': self.reloads,
+               'refused': self.refused, 'last_refusal': self.last_refusal, 'timer_ticks_missed': self.trigger.missed}
+        out.update({f'ticks_{k}': v for k, v in self.runner.counts.items()})
+        out.update({k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.summary().items()})
+        return out
+
+    def _publish_status(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+        st = self.status()
+        msg = self._diag()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        level = DiagnosticStatus.WARN if st['refused'] or st['ticks_error'] else DiagnosticStatus.OK
+        entry = DiagnosticStatus(name='policy_server', hardware_id=self.get_name(), level=level,
+                                 message=st['last_refusal'] or st['policy'])
+        entry.values = [KeyValue(key=k, value=str(v)) for k, v in st.items()]
+        msg.status.append(entry)
+        self.status_pub.publish(msg)
+
+    def close(self) -> None:
+        with self._pending_cv:
+            self._closing = True
+            self._pending_cv.notify()
+
 
 def main(args=None) -> None:
     from robot_training.deploy import DeployError
 
     def report(node, _cause):
-        counts = getattr(getattr(node, 'runner', None), 'counts', None)
-        if counts:
-            print(f'[policy_server] ticks: {counts}', flush=True)
+        if hasattr(node, 'close'):
+            node.close()
+        if getattr(node, 'runner', None) is not None:
+            st = node.status()
+            print(f"[policy_server] stopped: ticks {node.runner.counts}, reloads {st['reloads']}, refused "
+                  f"{st['refused']}, tick cost p50 {st['cost_p50_ms']:.3f} ms p99 {st['cost_p99_ms']:.3f} ms, "
+                  f"longest gap {st['gap_max_ms']:.1f} ms", flush=True)
 
     run_node('policy_server', PolicyServerNode, (DeployError, ValueError, OSError),  # checkpoint, interface, parameters
              cleanup=report, args=args)

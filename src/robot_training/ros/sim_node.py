@@ -13,6 +13,18 @@ Stepping (parameter ``step_mode``):
     env with the last command held, as a real robot would keep moving whatever the controller
     does; a command that arrives late acts one step later.
   * ``command``: one step per command received (lock-step, as fast as the controller goes).
+    While no command arrives for ``command_timeout_s`` (wall clock) the latest observation is
+    published again, so a controller that subscribed after the first one still gets it.
+
+Every step publishes ``/clock`` first, then the observation topics (in the interface's
+order), then the reward and the episode events: a node on simulation time (the recorder)
+therefore receives the step's reward and the commands that answer its observation after
+the clock has reached the step's time. A timer-driven controller on simulation time must
+not act before the observation of its tick has arrived (the policy server waits for it).
+
+``~/status`` (diagnostic_msgs/DiagnosticArray, every ``status_period_s``): steps, episodes,
+commands and, in timer mode, ``held_steps``: steps taken with no new command since the
+previous step (control ticks the controller missed).
 
 World control with standard types, named after Gazebo's ``/world/<name>/...``:
 ``/world/<world_name>/reset`` (std_srvs/Trigger: new episode) and
@@ -21,6 +33,8 @@ The env logic is in :mod:`robot_training.envs.ros_sim` (plain Python).
 """
 
 from __future__ import annotations
+
+import time
 
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -40,6 +54,8 @@ PARAMETERS = {
     'world_name': ('', 'name in /world/<name>/reset and /pause (default: the interface name)'),
     'publish_clock': (True, 'publish /clock (simulation time)'),
     'start_paused': (False, 'wait for /world/<name>/pause false before stepping'),
+    'command_timeout_s': (0.5, 'command mode: publish the observation again after this long without a command'),
+    'status_period_s': (1.0, 'period of ~/status (0: none)'),
 }
 
 
@@ -59,6 +75,8 @@ class SimNode(Node):
             raise ValueError(f"step_mode must be 'timer' or 'command', got {p['step_mode']!r}")
         if p['real_time_factor'] <= 0:
             raise ValueError('real_time_factor must be positive')
+        if p['command_timeout_s'] < 0 or p['status_period_s'] < 0:
+            raise ValueError('command_timeout_s and status_period_s must be >= 0')
         from robot_training.data.interface import load_interface
         from robot_training.envs.ros_sim import InterfaceSim
 
@@ -84,9 +102,21 @@ class SimNode(Node):
         world = p['world_name'] or interface.name or 'default'
         self.create_service(Trigger, f'/world/{world}/reset', self._reset)
         self.create_service(SetBool, f'/world/{world}/pause', self._pause)
+        self.commands = 0
+        self.held_steps = 0
+        self._fresh_command = False
+        self._last_out = None
+        self._last_command_wall = time.monotonic()
         if self.step_mode == 'timer':
             self.create_timer(interface.control_period_s / p['real_time_factor'], self._step)
-        self.commands = 0
+        elif p['command_timeout_s'] > 0:
+            self.create_timer(min(p['command_timeout_s'], 0.5) / 2, self._republish_if_idle)
+        self.command_timeout_s = float(p['command_timeout_s'])
+        if p['status_period_s'] > 0:
+            from diagnostic_msgs.msg import DiagnosticArray
+            self._diag = DiagnosticArray
+            self.status_pub = self.create_publisher(DiagnosticArray, '~/status', 10)
+            self.create_timer(p['status_period_s'], self._publish_status)
         self._publish(self.sim.reset())
         self.get_logger().info(
             f"simulating {p['env']} as '{world}' at {interface.control_rate_hz:g} Hz ({self.step_mode} stepping"
@@ -100,12 +130,43 @@ class SimNode(Node):
             self.get_logger().warning(f'ignored command: {err}', throttle_duration_sec=2.0)
             return
         self.commands += 1
+        self._fresh_command = True
+        self._last_command_wall = time.monotonic()
         if self.step_mode == 'command' and not self.paused:
             self._step()
 
     def _step(self) -> None:
-        if not self.paused:
-            self._publish(self.sim.step())
+        if self.paused:
+            return
+        resetting = self.sim.need_reset
+        if not resetting and not self._fresh_command:
+            self.held_steps += 1
+        self._fresh_command = False
+        self._publish(self.sim.step())
+
+    def _republish_if_idle(self) -> None:
+        """Command mode: nobody answered the latest observation; send it again."""
+        if self.paused or self._last_out is None:
+            return
+        if time.monotonic() - self._last_command_wall >= self.command_timeout_s:
+            self._last_command_wall = time.monotonic()
+            for topic, msg in self._last_out.observations.items():
+                self.obs_pubs[topic].publish(msg)
+
+    def status(self) -> dict:
+        return {'steps': self.sim.steps, 'episodes': self.sim.episode_id, 'commands': self.commands,
+                'held_steps': self.held_steps, 'step_mode': self.step_mode, 'paused': self.paused}
+
+    def _publish_status(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+        msg = self._diag()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        st = DiagnosticStatus(name='sim', hardware_id=self.get_name(), level=DiagnosticStatus.OK,
+                              message='paused' if self.paused else 'running')
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in self.status().items()]
+        msg.status.append(st)
+        self.status_pub.publish(msg)
 
     def _reset(self, _request, response):
         self._publish(self.sim.reset(reason='operator'))
@@ -120,6 +181,7 @@ class SimNode(Node):
         return response
 
     def _publish(self, out) -> None:
+        self._last_out = out
         sec, nsec = divmod(out.sim_time_ns, 1_000_000_000)
         if self.clock_pub is not None:
             clock = Clock()
@@ -138,8 +200,12 @@ class SimNode(Node):
 
 
 def main(args=None) -> None:
+    def cleanup(node, _cause):
+        print(f'[sim] stopped: {node.status()}', flush=True)
+        node.sim.close()
+
     run_node('sim', SimNode, (ValueError, OSError),  # parameters, interface file, env id
-             cleanup=lambda node, _cause: node.sim.close(), args=args)
+             cleanup=cleanup, args=args)
 
 
 if __name__ == '__main__':

@@ -2,15 +2,18 @@
 
 bfloat16 matrix products run about twice as fast on CPUs with AVX512-BF16 or AMX and on
 recent GPUs; elsewhere they may be slower. Losses and optimiser steps stay in float32.
+``auto`` picks ``bfloat16`` where the hardware computes it natively (a CUDA device that
+supports it, or a CPU with AVX512-BF16 / AMX-BF16) and ``float32`` everywhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def check_precision(precision: str, key: str) -> str:
@@ -19,8 +22,35 @@ def check_precision(precision: str, key: str) -> str:
     return precision
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bfloat16() -> bool:
+    """True on CPUs with AVX512-BF16 or AMX-BF16 (read from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
+def resolve_precision(precision: str, device, key: str = "precision") -> str:
+    """``auto`` → ``bfloat16`` or ``float32`` for ``device``; the others unchanged."""
+    if check_precision(precision, key) != "auto":
+        return precision
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    if kind == "cpu":
+        return "bfloat16" if cpu_has_native_bfloat16() else "float32"
+    return "float32"
+
+
 def autocast(device, precision: str, key: str = "precision"):
-    """``torch.autocast`` to bfloat16 when asked for, else a no-op context."""
-    if check_precision(precision, key) == "bfloat16":
+    """``torch.autocast`` to bfloat16 when asked for (or chosen by ``auto``), else a no-op context."""
+    if resolve_precision(precision, device, key) == "bfloat16":
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
