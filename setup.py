@@ -17,6 +17,7 @@ setup(
         ('share/' + PACKAGE + '/launch', sorted(glob('launch/*.py'))),
         ('share/' + PACKAGE + '/config',
          sorted(glob('config/*.yaml') + glob('config/*.xml'))),
+        ('share/' + PACKAGE + '/config/presets', sorted(glob('config/presets/*.yaml'))),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -33,6 +34,7 @@ setup(
             'trainer = robot_training.ros.trainer_node:main',
             'sim = robot_training.ros.sim_node:main',
             'bags = robot_training.bags:main',
+            'online_loop = robot_training.online.graph:main',
         ],
     },
 )

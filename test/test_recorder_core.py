@@ -50,9 +50,10 @@ def imu_raw(ts, stamp_ns: int) -> bytes:
 
 
 def event_raw(ts, episode_id: int, event: int, ret: float = 0.0, length: int = 0,
-              success: bool = False, reason: str = '') -> bytes:
+              success: bool = False, reason: str = '', stamp: int = 0) -> bytes:
     t = ts.store.types
-    msg = t[EVENT](header=t['std_msgs/msg/Header'](stamp=t['builtin_interfaces/msg/Time'](sec=0, nanosec=0),
+    sec, nanosec = divmod(stamp, 10**9)
+    msg = t[EVENT](header=t['std_msgs/msg/Header'](stamp=t['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec),
                                                     frame_id=''),
                    episode_id=episode_id, event=event, episode_return=ret, length=length,
                    success=success, reason=reason)
@@ -88,6 +89,7 @@ def test_episodes_split_on_events_with_metadata(tmp_path, ts):
         rec.write('/episode_event', EVENT,
                   event_raw(ts, 10 + ep, kind, ret=ep + 0.5, length=50, success=ep == 0,
                             reason='terminated'), t)
+        t += 10_000_000  # the next episode starts after this one ended
     assert rec.current_episode is None
     rec.stop()
 
@@ -253,3 +255,33 @@ def test_bad_settings_are_refused(tmp_path):
         DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path), storage='rosbag1'))
     with pytest.raises(RecordingError, match='max_episode_size_mb must be >= 0'):
         DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path), max_episode_size_mb=-1))
+
+
+def test_messages_of_an_ended_episode_that_arrive_after_its_end_stay_in_its_bag(tmp_path, ts):
+    """A simulator's last observation can overtake its END on the way to the recorder (DDS does
+    not order topics): what is stamped at or before the END still goes into the ending bag; the
+    first later message opens the next one; a quiet robot's bag closes after end_grace_s."""
+    now = [0]
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path / 'ds'), end_grace_s=0.5), clock=lambda: now[0])
+    rec.start()
+    t = 10**9
+    for i in range(5):
+        rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, float(i)), t + i * 10**7)
+    end_t = t + 4 * 10**7
+    rec.write('/episode_event', EVENT, event_raw(ts, 1, 1, reason='terminated', stamp=end_t), end_t, end_t)
+    assert rec.current_episode is None and not rec.closed_episodes  # ended, bag still open
+    rec.write('/reward', 'std_msgs/msg/Float64', float_raw(ts, 1.0), end_t)  # late, same time
+    rec.write('/obs', 'std_msgs/msg/Float64', float_raw(ts, 100.0), end_t + 10**7)  # next episode
+    assert len(rec.closed_episodes) == 1
+    rec.write('/episode_event', EVENT, event_raw(ts, 2, 1, reason='terminated', stamp=end_t + 2 * 10**7),
+              end_t + 2 * 10**7, end_t + 2 * 10**7)
+    rec.flush()
+    assert len(rec.closed_episodes) == 1  # within the grace period
+    now[0] += 6 * 10**8
+    rec.flush()
+    assert len(rec.closed_episodes) == 2
+    first, second = list_episode_dirs(tmp_path / 'ds')
+    assert read_values(ts, first)['/obs'] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert read_values(ts, first)['/reward'] == [1.0]
+    assert read_values(ts, second)['/obs'] == [100.0]
+    rec.stop()

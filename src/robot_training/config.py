@@ -201,6 +201,28 @@ class BCConfig:
 
 
 @dataclass
+class OnlineConfig:
+    """The learning loop (``train --mode online``, the ``learner`` of ``train_dreamer.launch.py``):
+    a learner that trains on the episodes a robot records while it acts."""
+
+    algorithm: str = "dreamer"
+    """``dreamer`` or ``sac`` (PPO is on-policy and cannot learn from recorded episodes)."""
+    learning_starts: int = 1000
+    """Recorded env steps before the first update; the actor acts randomly until the first
+    checkpoint exists."""
+    updates_per_step: Optional[float] = None
+    """Most updates per recorded env step (the learner trains continuously below it).
+    ``null``: ``dreamer.train_ratio / (batch_size × sequence_length)`` for Dreamer,
+    ``sac.updates_per_step`` for SAC."""
+    checkpoint_every: Optional[int] = None
+    """Updates between the checkpoints the actor hot-reloads (``null``: 25 Dreamer, 250 SAC)."""
+    keep_checkpoints: int = 5
+    """Loop checkpoints kept on disk (older ones are deleted)."""
+    poll_period_s: float = 0.5
+    """How often the dataset folder is looked at for finished episodes."""
+
+
+@dataclass
 class TrainingConfig:
     """Run-level settings shared by every mode."""
 
@@ -234,6 +256,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sac: SACConfig = field(default_factory=SACConfig)
     bc: BCConfig = field(default_factory=BCConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict (safe to store in a ``weights_only`` checkpoint)."""
@@ -263,12 +286,35 @@ def default_config_path() -> Path:
         return here.parents[2] / "config" / "default_config.yaml"
 
 
+def presets_dir() -> Path:
+    """The shipped ``config/presets/`` (named configurations: ``train --preset NAME``)."""
+    return default_config_path().parent / "presets"
+
+
+def preset_names() -> list:
+    d = presets_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def preset_path(name: str) -> Path:
+    """The file of the named preset; a name that is not shipped is a :class:`ConfigError`."""
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; shipped presets: {', '.join(preset_names()) or 'none'} "
+                          f"(in {presets_dir()})")
+    return presets_dir() / f"{name}.yaml"
+
+
 def load_config(
     path: Union[str, os.PathLike, None] = None,
     overrides: Optional[Mapping[str, Any]] = None,
+    preset: Optional[str] = None,
 ) -> Config:
-    """Defaults, then the YAML file at ``path`` (only the keys it sets), then ``overrides``."""
+    """Defaults, then the named ``preset``, then the YAML file at ``path`` (only the keys it
+    sets), then ``overrides``."""
     cfg = Config()
+    if preset:
+        p = preset_path(preset)
+        cfg = apply_overrides(cfg, read_yaml(p), source=str(p))
     if path is not None:
         cfg = apply_overrides(cfg, read_yaml(path), source=str(path))
     if overrides:

@@ -6,6 +6,8 @@
     train --mode supervised --data data/demonstrations.pkl.gz
     train --mode all                       # every component in turn, small budgets
     train --mode policy --algorithm ppo --resume          # newest checkpoint of the run
+    train --mode online --algorithm dreamer --data loop/dataset   # the learner of the robot's loop
+    train --preset dreamerv3 --mode dreamer                # DreamerV3's published settings
 
 Modes are functions ``(cfg, args) -> [summary rows]`` in the :data:`MODES` registry. Bad input
 (unknown env, bad config key, missing checkpoint) prints one ``train: error:`` line and exits
@@ -42,9 +44,11 @@ class Row(NamedTuple):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train", description="Train robot_training components.")
     p.add_argument("--mode", choices=sorted(MODES), default="all", help="component(s) to train (default: all)")
-    p.add_argument("--algorithm", choices=["ppo", "sac"], default=None,
-                   help="policy algorithm (default: ppo)")
+    p.add_argument("--algorithm", choices=["ppo", "sac", "dreamer"], default=None,
+                   help="policy mode: ppo (default) or sac; online mode: dreamer (default: online.algorithm) or sac")
     p.add_argument("--config", default=None, help="YAML file overriding config/default_config.yaml")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help=f"named configuration from config/presets/ applied before --config ({_preset_help()})")
     p.add_argument("--env", default=None, help="Gymnasium id (default: training.env)")
     p.add_argument("--total-timesteps", type=int, default=None, help="environment-step budget")
     p.add_argument("--seed", type=int, default=None)
@@ -52,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from CHECKPOINT, or from the newest checkpoint of the run")
     p.add_argument("--data", default=None,
-                   help="trajectory file, or rosbag2 bag / folder of bags, for supervised / world_model / dreamer")
+                   help="trajectory file, or rosbag2 bag / folder of bags, for supervised / world_model / dreamer; "
+                        "online: the dataset folder the recorder writes")
     p.add_argument("--interface", default=None, metavar="YAML",
                    help="interface description for --data bags (default: the one stored with the bags)")
     p.add_argument("--checkpoint-dir", default=None, help="root of the checkpoint layout (training.checkpoint_dir)")
@@ -76,7 +81,14 @@ def config_from_args(args):
         training["checkpoint_dir"] = args.checkpoint_dir
     if args.no_progress:
         training["progress_bar"] = False
-    return load_config(args.config, {"training": training} if training else None)
+    return load_config(args.config, {"training": training} if training else None, preset=args.preset)
+
+
+def _preset_help() -> str:
+    from robot_training.config import preset_names
+
+    names = preset_names()
+    return ", ".join(names) if names else "none shipped"
 
 
 # --------------------------------------------------------------------------- data
@@ -132,6 +144,8 @@ def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:
     from robot_training.policies.train_policy import PolicyTrainer, resolve_budget
 
     algorithm = algorithm or args.algorithm or "ppo"
+    if algorithm not in ("ppo", "sac"):
+        raise UsageError(f"--mode policy trains ppo or sac, not {algorithm} (use --mode dreamer)")
     env_id = cfg.training.env
     check_env_id(env_id)
     budget = resolve_budget(cfg)
@@ -198,6 +212,82 @@ def run_dreamer(cfg, args, trajectories=None) -> List[Row]:
     return _external_rows(run(cfg, args, trajectories=trajectories), "dreamer")
 
 
+def run_online(cfg, args, stop=None, on_checkpoint=None, on_learner=None) -> List[Row]:
+    """The learner of the robot's loop: follow the dataset folder ``--data`` (the recorder's),
+    train ``--algorithm`` (dreamer or sac) on every finished episode, checkpoint as it goes.
+
+    Resumes from the newest loop checkpoint under ``--checkpoint-dir`` when there is one (a
+    restarted learner continues its run). Runs until ``stop`` is set, Ctrl-C / SIGTERM, or
+    ``--total-timesteps`` recorded env steps.
+    """
+    import signal
+    import threading
+
+    from robot_training.data.interface import load_interface
+    from robot_training.online.learner import OnlineError, OnlineLearner, check_algorithm
+    from robot_training.utils.logging import RunLogger, run_name
+
+    algorithm = args.algorithm or cfg.online.algorithm
+    try:
+        check_algorithm(algorithm)
+    except OnlineError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.data:
+        raise UsageError("--mode online needs --data DATASET_DIR: the folder the recorder writes episodes into")
+    dataset = Path(args.data)
+    interface_path = args.interface or dataset / "interface.yaml"
+    if not Path(interface_path).is_file():
+        raise UsageError(f"--mode online: no --interface given and no {dataset / 'interface.yaml'} "
+                         "(the recorder writes it with its first episode)")
+    interface = load_interface(interface_path)
+    stop = stop or threading.Event()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, lambda *_: stop.set())
+    log_dir = Path(cfg.training.log_dir) / run_name(interface.name or "robot", f"online_{algorithm}",
+                                                    cfg.training.seed)
+    try:
+        with RunLogger(log_dir, enabled=cfg.training.tensorboard) as logger:
+            learner = OnlineLearner(algorithm, interface, dataset, config=cfg, logger=logger,
+                                    on_checkpoint=on_checkpoint)
+            try:
+                resumed = learner.resume(args.resume if isinstance(args.resume, str) else None)
+            except Exception as exc:  # noqa: BLE001 - a torn or foreign newest checkpoint
+                raise UsageError(f"cannot resume the loop: {exc}") from None
+            if resumed is not None:
+                print(f"learner: resumed {algorithm} from {resumed} at update {learner.updates}", flush=True)
+            if on_learner is not None:
+                on_learner(learner)
+            figures = learner.run(stop, max_env_steps=args.total_timesteps or cfg.training.total_timesteps)
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+    return [Row(f"online ({algorithm}, {figures['episodes']} episodes, {figures['env_steps']} env steps, "
+                f"{figures['updates']} updates)", str(learner.last_checkpoint or "-"),
+                f"last return {figures['last_return']:.1f}, best {figures['best_return']:.1f}")]
+
+
+def mode_budget(cfg, args) -> int:
+    """The step budget a mode runs for (0: open-ended), for progress reports."""
+    mode = args.mode
+    if mode == "policy":
+        from robot_training.policies.train_policy import resolve_budget
+
+        return resolve_budget(cfg, total_timesteps=args.total_timesteps)
+    steps = args.total_timesteps or cfg.training.total_timesteps
+    if mode == "dreamer":
+        if args.data:
+            return int(steps or cfg.dreamer.offline_updates)
+        return int(steps or DREAMER_ONLINE_STEPS)
+    if mode == "online":
+        return int(steps or 0)
+    return int(steps or 0)
+
+
+#: env steps of --mode dreamer online when no budget is given
+DREAMER_ONLINE_STEPS = 100_000
+
 #: budgets of --mode all on the embedded default (a few minutes on 2 CPU cores)
 ALL_POLICY_STEPS = 60_000  # PPO reaches the 1000 maximum of InvertedPendulum-v5 in ~40k
 ALL_DEMONSTRATIONS = 20
@@ -254,6 +344,7 @@ MODES: Dict[str, Callable] = {
     "supervised": run_supervised,
     "world_model": run_world_model,
     "dreamer": run_dreamer,
+    "online": run_online,
 }
 
 

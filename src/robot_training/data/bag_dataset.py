@@ -35,8 +35,9 @@ Staleness
 
 Episodes
     With ``episodes: {topic: ...}`` the ``EpisodeEvent`` messages split the grid: START
-    opens an episode, END or RESET closes it (``terminals`` set on the last step when the
-    END's reason is in ``terminal_reasons``, else ``truncations``). Ticks between an END and
+    opens an episode, END or RESET closes it, the tick at the END's own stamp included (a
+    simulator stamps the END with the episode's last observation); ``terminals`` is set on
+    the last step when the END's reason is in ``terminal_reasons``, else ``truncations``. Ticks between an END and
     the next START are dropped. With ``episodes: {source: bag}`` every bag is one episode
     (terminal when the recorder's ``episode.yaml`` names a terminal reason).
     ``N`` ticks make ``N - 1`` steps; the observation of the last tick is
@@ -325,6 +326,7 @@ class _Segment:
     end: float
     episode_id: Optional[int]
     ending: Optional[str]  # "terminal", "truncated" or None (bag ended)
+    end_inclusive: bool = False  # closed by an END/RESET: the tick at its stamp still belongs to it
 
 
 def _segments(events: Optional[_Events], terminal_reasons: Sequence[str], bag_ending: Optional[str]) -> List[_Segment]:
@@ -342,6 +344,7 @@ def _segments(events: Optional[_Events], terminal_reasons: Sequence[str], bag_en
         elif kind in (EVENT_END, EVENT_RESET):
             if current is not None:
                 current.end = t
+                current.end_inclusive = True
                 if current.episode_id is None:
                     current.episode_id = eid
                 current.ending = "terminal" if kind == EVENT_END and reason in terminal_reasons else "truncated"
@@ -409,7 +412,7 @@ def _bag_trajectories(bag: Path, interface: InterfaceDescription, store, *, max_
     out: List[Trajectory] = []
     bag_name = bag.stem if bag.is_file() else bag.name
     for seg in segments:
-        in_seg = (ticks >= seg.start) & (ticks < seg.end)
+        in_seg = (ticks >= seg.start) & ((ticks <= seg.end) if seg.end_inclusive else (ticks < seg.end))
         idx_all = np.flatnonzero(in_seg)
         if idx_all.size == 0:
             continue

@@ -46,6 +46,8 @@ class Episode:
     length: int = 0
     success: bool = False
     reason: str = ""
+    stamp_ns: Optional[int] = None
+    """Time of the event when it is not the output's time (a RESET: the old episode's last step)."""
 
 
 @dataclass
@@ -111,7 +113,8 @@ class InterfaceSim:
         """Start a new episode (END with ``reason`` first when one is running)."""
         events = []
         if not self.need_reset and reason:
-            events.append(Episode(self.episode_id, EVENT_RESET, self.episode_return, self.length, False, reason))
+            events.append(Episode(self.episode_id, EVENT_RESET, self.episode_return, self.length, False, reason,
+                                  stamp_ns=self.sim_time_ns))
         if self.observation is not None:
             self.episode_id += 1
             self.sim_time_ns += self.period_ns

@@ -7,8 +7,10 @@ Plain Python, no rclpy: the recorder node (and ``ROSDataCollector``) feed it
     <dataset>/episode_000001/metadata.yaml         rosbag2 metadata, custom_data included
     <dataset>/episode_000001/episode.yaml          the episode's own record (see below)
 
-An episode ends on an ``EpisodeEvent`` END or RESET (the event itself is the last message
-of the bag), when it reaches ``max_duration_s`` or ``max_size_mb``, on ``split()``,
+An episode ends on an ``EpisodeEvent`` END or RESET: messages stamped at or before the
+event's own stamp that arrive after it (DDS does not order topics with respect to each
+other, so a simulator's last observation and reward can overtake its END) still go into that
+bag; the first later message, or ``end_grace_s`` of wall time, closes it. It also ends when it reaches ``max_duration_s`` or ``max_size_mb``, on ``split()``,
 ``stop()`` and ``close()``. An EVENT_START labels the open bag with its episode id; only a
 second START (no END or RESET in between) starts a new bag. Messages received between an END
 and the next START therefore open the next bag, just before its START (topics are not
@@ -82,6 +84,9 @@ class RecorderConfig:
     """Known publishing rates per topic for gap detection (others: median interval)."""
     fsync: bool = True
     """fsync bag, metadata and sidecar when an episode is finished."""
+    end_grace_s: float = 0.5
+    """After an END/RESET, keep the bag open this long (wall clock) for messages stamped at or
+    before the event that arrive after it; a later message closes it sooner."""
 
     def validate(self) -> None:
         """Raise RecordingError naming the first bad setting."""
@@ -172,6 +177,7 @@ class DatasetRecorder:
         self.closed_episodes: list[dict] = []
         self.error: Optional[str] = None
         self._next_index = 1
+        self._ending: Optional[tuple] = None  # (event time ns, wall deadline ns, cause) after END/RESET
         self._prepare_dataset()
 
     # ------------------------------------------------------------------ set-up
@@ -230,8 +236,9 @@ class DatasetRecorder:
 
     @property
     def current_episode(self) -> Optional[Path]:
+        """The bag of the episode being recorded (None between an END and the next episode)."""
         ep = self._episode
-        return ep.path if ep else None
+        return ep.path if ep and self._ending is None else None
 
     def start(self) -> None:
         """Accept messages (the bag itself is opened by the first message).
@@ -247,12 +254,12 @@ class DatasetRecorder:
         """Stop accepting messages and finish the open episode (returns its record)."""
         with self._lock:
             self._recording = False
-            return self._close_episode(cause)
+            return self._close_episode(self._ending[2] if self._ending else cause)
 
     def split(self, cause: str = 'split') -> Optional[dict]:
         """Finish the open episode; the next message starts a new one."""
         with self._lock:
-            return self._close_episode(cause)
+            return self._close_episode(self._ending[2] if self._ending else cause)
 
     def close(self, cause: str = 'shutdown') -> Optional[dict]:
         return self.stop(cause)
@@ -266,6 +273,8 @@ class DatasetRecorder:
                 except RecordingError as err:
                     self._fail(err)
                     raise
+            if self._ending is not None and self.clock() >= self._ending[1]:
+                self._close_episode(self._ending[2])
             self._check_duration()
 
     # ------------------------------------------------------------------ data
@@ -282,6 +291,11 @@ class DatasetRecorder:
                 total.on_dropped()
                 return False
             event = None
+            if self._ending is not None:
+                has_stamp = stamp_ns is not None and self.typestore.has_header(msgtype)
+                t = stamp_ns if has_stamp else receive_ns
+                if t > self._ending[0] or self.clock() >= self._ending[1]:
+                    self._close_episode(self._ending[2])
             if topic == self.config.episode_event_topic and msgtype == EPISODE_EVENT_TYPE:
                 event = self._decode_event(raw)
                 if (event is not None and event['event'] == EVENT_START
@@ -303,8 +317,8 @@ class DatasetRecorder:
             stats.on_written(len(raw))
             total.on_written(len(raw))
             if event is not None:
-                self._apply_event(event)
-            else:
+                self._apply_event(event, stamp_ns or receive_ns)
+            elif self._ending is None:
                 self._check_limits()
             return True
 
@@ -317,7 +331,7 @@ class DatasetRecorder:
                 'episode_return': float(msg.episode_return), 'length': int(msg.length),
                 'success': bool(msg.success), 'reason': str(msg.reason)}
 
-    def _apply_event(self, event: dict) -> None:
+    def _apply_event(self, event: dict, t_ns: int) -> None:
         ep = self._episode
         ep.episode_id = event['episode_id']
         if event['event'] == EVENT_START:
@@ -327,7 +341,11 @@ class DatasetRecorder:
             ep.length = event['length']
             ep.success = event['success']
             ep.reason = event['reason']
-            self._close_episode('end' if event['event'] == EVENT_END else 'reset')
+            cause = 'end' if event['event'] == EVENT_END else 'reset'
+            if self.config.end_grace_s > 0:
+                self._ending = (int(t_ns), self.clock() + int(self.config.end_grace_s * 1e9), cause)
+            else:
+                self._close_episode(cause)
 
     def _check_limits(self) -> None:
         bag = self._bag
@@ -397,6 +415,7 @@ class DatasetRecorder:
         }
 
     def _close_episode(self, cause: str) -> Optional[dict]:
+        self._ending = None
         bag, ep = self._bag, self._episode
         if bag is None or ep is None:
             return None

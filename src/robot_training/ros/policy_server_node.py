@@ -130,6 +130,9 @@ class PolicyServerNode(Node):
     def activate(self) -> None:
         if self.trigger.mode == 'timer':
             self.timer = self.create_timer(self.interface.control_period_s, self._on_timer)
+        else:  # a trigger stream that went quiet still gets its stale verdict (safe action or nothing)
+            self._last_trigger_ns = None
+            self.timer = self.create_timer(self.interface.control_period_s, self._watchdog)
         when = (f'on every {self.trigger.trigger_topic} message' if self.trigger.mode == 'observation'
                 else f'at {self.interface.control_rate_hz:g} Hz on the node clock')
         self.get_logger().info(
@@ -148,7 +151,14 @@ class PolicyServerNode(Node):
         now = self._now_ns()
         self.runner.on_message(topic, msg, now)
         if self.trigger.on_message(topic, stamp_ns(msg)):
+            self._last_trigger_ns = now
             self._act(now, start)
+
+    def _watchdog(self) -> None:
+        now = self._now_ns()
+        last = self._last_trigger_ns
+        if last is not None and now - last > self.runner.max_staleness_ns:
+            self._act(now, time.perf_counter())
 
     def _on_timer(self) -> None:
         start = time.perf_counter()

@@ -195,7 +195,8 @@ class SimNode(Node):
             for e in out.events:
                 msg = self._event_cls(episode_id=e.episode_id, event=e.event, episode_return=float(e.episode_return),
                                       length=e.length, success=e.success, reason=e.reason)
-                msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(
+                    out.sim_time_ns if e.stamp_ns is None else e.stamp_ns, 1_000_000_000)
                 self.event_pub.publish(msg)
 
 
