@@ -35,6 +35,7 @@ setup(
             'sim = robot_training.ros.sim_node:main',
             'bags = robot_training.bags:main',
             'online_loop = robot_training.online.graph:main',
+            'loop_monitor = robot_training.ros.loop_monitor_node:main',
         ],
     },
 )

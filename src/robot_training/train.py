@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interface", default=None, metavar="YAML",
                    help="interface description for --data bags (default: the one stored with the bags)")
     p.add_argument("--checkpoint-dir", default=None, help="root of the checkpoint layout (training.checkpoint_dir)")
+    p.add_argument("--log-dir", default=None, help="TensorBoard folder (training.log_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -79,6 +80,8 @@ def config_from_args(args):
         training["device"] = args.device
     if args.checkpoint_dir is not None:
         training["checkpoint_dir"] = args.checkpoint_dir
+    if getattr(args, "log_dir", None) is not None:
+        training["log_dir"] = args.log_dir
     if args.no_progress:
         training["progress_bar"] = False
     return load_config(args.config, {"training": training} if training else None, preset=args.preset)

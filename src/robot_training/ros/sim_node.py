@@ -24,7 +24,7 @@ not act before the observation of its tick has arrived (the policy server waits 
 
 ``~/status`` (diagnostic_msgs/DiagnosticArray, every ``status_period_s``): steps, episodes,
 commands and, in timer mode, ``held_steps``: steps taken with no new command since the
-previous step (control ticks the controller missed).
+previous step, once a controller has started commanding (control ticks it missed).
 
 World control with standard types, named after Gazebo's ``/world/<name>/...``:
 ``/world/<world_name>/reset`` (std_srvs/Trigger: new episode) and
@@ -139,7 +139,7 @@ class SimNode(Node):
         if self.paused:
             return
         resetting = self.sim.need_reset
-        if not resetting and not self._fresh_command:
+        if not resetting and not self._fresh_command and self.commands:  # a controller is acting
             self.held_steps += 1
         self._fresh_command = False
         self._publish(self.sim.step())

@@ -16,6 +16,14 @@ fingerprint stored in it. With ``exit_when_done`` the node exits after the final
 (status 0 when finished, 1 when failed); otherwise it keeps publishing the final status.
 A signal stops the node at once; the training thread dies with the process (the checkpoints
 already written stay, as their writes are atomic).
+
+``mode:=online`` is the learner of the robot's learning loop (``train --mode online``): it
+follows the recorder's dataset folder (``data``), trains ``algorithm`` (dreamer or sac) on every
+finished episode and announces each checkpoint on ``~/checkpoints`` the moment it is written
+(the policy server hot-reloads it); ``~/progress`` carries the loop's figures (episodes, env
+steps, updates, last / best / mean return). A signal stops it cooperatively: it writes a last
+checkpoint, says where, and exits 0. Restarted (after a crash too), it resumes from its newest
+checkpoint and rebuilds its replay from the dataset folder.
 """
 
 from __future__ import annotations
@@ -33,21 +41,24 @@ from robot_training.ros._common import run_node
 
 PARAMETERS = {
     # name: (default, description)
-    'mode': ('policy', 'train --mode: policy, supervised, world_model, dreamer or all'),
-    'algorithm': ('', 'train --algorithm (policy mode: ppo or sac; empty: the default)'),
+    'mode': ('policy', 'train --mode: policy, supervised, world_model, dreamer, online or all'),
+    'algorithm': ('', 'train --algorithm (policy: ppo or sac; online: dreamer or sac; empty: the default)'),
     'config': ('', 'train --config: YAML overriding config/default_config.yaml'),
+    'preset': ('', 'train --preset: a named configuration of config/presets/ (e.g. dreamerv3)'),
     'env': ('', 'train --env: Gymnasium id (empty: training.env)'),
     'total_timesteps': (0, 'train --total-timesteps (0: the config value)'),
     'data': ('', 'train --data: bags or a trajectory file (offline modes)'),
     'interface': ('', 'train --interface: interface description for --data bags'),
     'checkpoint_dir': ('', 'train --checkpoint-dir (empty: training.checkpoint_dir)'),
+    'log_dir': ('', 'train --log-dir: TensorBoard folder (empty: training.log_dir)'),
     'seed': (-1, 'train --seed (-1: the config value)'),
     'run_id': ('', 'run id in the messages (empty: <env>__<mode>__<algorithm>__<unix time>)'),
     'progress_period_s': (1.0, 'period of ~/progress'),
+    'nice': (0, 'raise the process niceness by this much (a learner beside a robot\'s control loop: 10)'),
     'exit_when_done': (False, 'exit after publishing the final status'),
 }
 
-STEP_RE = re.compile(r'step0*(\d+)')
+STEP_RE = re.compile(r'(?:step|_)0*(\d+)$')
 
 
 class TrainingRun:
@@ -125,8 +136,9 @@ class TrainerNode(Node):
 
         self._msgs = (Checkpoint, MetricValue, TrainingProgress)
         argv = ['--mode', p['mode'], '--no-progress']
-        for key, flag in (('algorithm', '--algorithm'), ('config', '--config'), ('env', '--env'),
-                          ('data', '--data'), ('interface', '--interface'), ('checkpoint_dir', '--checkpoint-dir')):
+        for key, flag in (('algorithm', '--algorithm'), ('config', '--config'), ('preset', '--preset'), ('env', '--env'),
+                          ('data', '--data'), ('interface', '--interface'), ('checkpoint_dir', '--checkpoint-dir'),
+                          ('log_dir', '--log-dir')):
             if p[key]:
                 argv += [flag, str(p[key])]
         if p['total_timesteps'] > 0:
@@ -139,15 +151,22 @@ class TrainerNode(Node):
             self.args = build_parser().parse_args(argv)
         except SystemExit:
             raise ValueError(f'bad trainer parameters: {argv}') from None
-        self.cfg = config_from_args(self.args)
+        from robot_training.config import ConfigError
+        from robot_training.train import mode_budget
+        try:
+            self.cfg = config_from_args(self.args)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
         self.mode_fn = MODES[p['mode']]
         self.mode = p['mode']
-        self.algorithm = p['algorithm'] or ('ppo' if p['mode'] in ('policy', 'all') else p['mode'])
-        total = self.args.total_timesteps or self.cfg.training.total_timesteps or 0
-        if p['mode'] == 'policy':
-            from robot_training.policies.train_policy import resolve_budget
-            total = resolve_budget(self.cfg)
-        self.run = TrainingRun(Path(self.cfg.training.checkpoint_dir).resolve(), total)
+        if p['nice'] > 0:
+            import os
+            os.nice(int(p['nice']))
+        default_algorithm = {'policy': 'ppo', 'all': 'ppo', 'online': self.cfg.online.algorithm}
+        self.algorithm = p['algorithm'] or default_algorithm.get(p['mode'], p['mode'])
+        self.run = TrainingRun(Path(self.cfg.training.checkpoint_dir).resolve(), mode_budget(self.cfg, self.args))
+        self.stop_event = threading.Event()
+        self.learner = None
         self.run_id = p['run_id'] or (f"{self.cfg.training.env.replace('/', '_')}__{self.mode}__"
                                       f"{self.algorithm}__{int(time.time())}")
         self.exit_when_done = bool(p['exit_when_done'])
@@ -171,7 +190,11 @@ class TrainerNode(Node):
         if self.cfg.training.torch_threads > 0:
             torch.set_num_threads(self.cfg.training.torch_threads)
         try:
-            rows = self.mode_fn(self.cfg, self.args)
+            if self.mode == 'online':
+                rows = self.mode_fn(self.cfg, self.args, stop=self.stop_event, on_checkpoint=self._announce,
+                                    on_learner=self._set_learner)
+            else:
+                rows = self.mode_fn(self.cfg, self.args)
         except BaseException as exc:  # reported as FAILED, never raised into the executor
             text = f'{type(exc).__name__}: {exc}'
             self.get_logger().error(f'training failed: {text}\n{traceback.format_exc(limit=5)}')
@@ -187,9 +210,25 @@ class TrainerNode(Node):
         MetricValue = self._msgs[1]
         return [MetricValue(name=k, value=float(v)) for k, v in sorted(values.items())]
 
+    def _set_learner(self, learner) -> None:
+        self.learner = learner
+
+    def _announce(self, path: Path, updates: int, sha256: str, fingerprint: str, kind: str) -> None:
+        """The online learner wrote a checkpoint: tell the actor at once (from the worker thread)."""
+        Checkpoint = self._msgs[0]
+        figures = self.learner.figures() if self.learner is not None else {}
+        msg = Checkpoint(run_id=self.run_id, algorithm=kind, step=int(updates), path=str(path), sha256=sha256,
+                         interface_fingerprint=fingerprint, metrics=self._metrics(_finite(figures)))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.checkpoint_pub.publish(msg)
+        self.get_logger().info(f'checkpoint {path.name}: update {updates}, env steps {figures.get("env_steps", 0)}, '
+                               f'episodes {figures.get("episodes", 0)} (sha256 {sha256[:12]})')
+
     def _publish_checkpoints(self, snap: dict) -> None:
         from robot_training.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
+        if self.mode == 'online':
+            return  # announced by the learner itself, the moment each is written
         Checkpoint = self._msgs[0]
         for path in self.run.new_checkpoints():
             try:
@@ -213,10 +252,17 @@ class TrainerNode(Node):
         self._publish_checkpoints(snap)
         codes = {'starting': TrainingProgress.STATUS_STARTING, 'running': TrainingProgress.STATUS_RUNNING,
                  'finished': TrainingProgress.STATUS_FINISHED, 'failed': TrainingProgress.STATUS_FAILED}
+        metrics = snap['metrics']
+        if self.learner is not None:
+            figures = self.learner.figures()
+            metrics = {**metrics, **{f'loop/{k}': v for k, v in _finite(figures).items()}}
+            snap['step'] = max(snap['step'], int(figures['env_steps']))
+            if snap['status'] == 'starting':
+                snap['status'] = 'running'
         msg = TrainingProgress(run_id=self.run_id, algorithm=self.algorithm, mode=self.mode, step=int(snap['step']),
                                total_steps=int(snap['total']), epoch=int(snap['epoch']),
                                elapsed_sec=float(snap['elapsed']), remaining_sec=float(snap['remaining']),
-                               status=codes[snap['status']], metrics=self._metrics(snap['metrics']))
+                               status=codes[snap['status']], metrics=self._metrics(metrics))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.progress_pub.publish(msg)
         if snap['status'] != self._last_status:
@@ -226,14 +272,28 @@ class TrainerNode(Node):
         if self._final_reports >= 3 and self.exit_when_done:  # the final status went out a few times
             raise SystemExit(0 if snap['status'] == 'finished' else 1)
 
+    def stop_training(self, timeout: float = 60.0) -> None:
+        """Ask a cooperative run (online) to stop and wait for its last checkpoint."""
+        self.stop_event.set()
+        if self.mode == 'online' and self.worker.is_alive():
+            self.worker.join(timeout)
+            last = getattr(self.learner, 'last_checkpoint', None)
+            print(f'[{self.get_name()}] stopped: {self.learner.figures() if self.learner else {}}; '
+                  f'latest checkpoint {last}', flush=True)
+
     def destroy_node(self):
         from robot_training.utils.logging import RunLogger
         RunLogger.remove_listener(self.run.on_scalar)
         return super().destroy_node()
 
 
+def _finite(values: dict) -> dict:
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and v == v and abs(v) != float('inf')}
+
+
 def main(args=None) -> None:
-    run_node('trainer', TrainerNode, (ValueError, OSError), args=args)  # parameters, config file
+    run_node('trainer', TrainerNode, (ValueError, OSError),  # parameters, config file
+             cleanup=lambda node, _cause: node.stop_training(), args=args)
 
 
 if __name__ == '__main__':

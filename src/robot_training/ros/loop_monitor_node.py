@@ -1,0 +1,197 @@
+"""Loop monitor: follows a running learning loop and says, in a few lines, how it is going.
+
+    loop_monitor --ros-args -p loop_dir:=loop -p until_balanced:=true -p max_minutes:=30
+
+Listens to the loop's own topics (``/episode_event``, ``/learner/checkpoints``,
+``/learner/progress``, ``/policy_server/status``, ``/sim/status``), prints a progress line every
+``print_period_s`` (episodes, last / best return, learner updates, reloads, missed ticks) and
+keeps ``<loop_dir>/loop_summary.json`` up to date (every episode and checkpoint with its time,
+the evaluations, the actor's and the simulator's counters) for the final report and the plot.
+
+With ``eval_env`` set, the newest checkpoint is evaluated in that Gymnasium env (deterministic,
+``eval_episodes``, through the deploy loader the actor uses) whenever a training episode
+returns at least ``threshold`` and every ``eval_period_s``; with ``until_balanced`` the monitor
+exits (status 0) once an evaluation reaches ``threshold``. ``max_minutes`` ends it (status 0)
+when the budget is spent. The learning loop's script stops the graph when the monitor exits.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+
+from robot_training.ros._common import run_node
+
+PARAMETERS = {
+    'loop_dir': ('loop', 'the loop folder (loop_summary.json is written there)'),
+    'interface_file': ('', "the robot's interface description (for evaluations)"),
+    'eval_env': ('', 'Gymnasium id to evaluate checkpoints in (empty: no evaluations)'),
+    'eval_episodes': (5, 'episodes per evaluation'),
+    'eval_period_s': (120.0, 'evaluate the newest checkpoint at least this often (0: only after good episodes)'),
+    'threshold': (900.0, 'a return that counts as solved'),
+    'until_balanced': (False, 'exit once an evaluation reaches threshold'),
+    'max_minutes': (0.0, 'exit after this long (0: no limit)'),
+    'print_period_s': (15.0, 'period of the progress line'),
+    'learner_name': ('learner', 'node name of the learner (its ~/progress and ~/checkpoints)'),
+    'actor_name': ('policy_server', 'node name of the actor (its ~/status)'),
+    'sim_name': ('sim', 'node name of the simulator (its ~/status)'),
+}
+
+
+def _status_values(msg) -> dict:
+    return {kv.key: kv.value for st in msg.status for kv in st.values}
+
+
+class LoopMonitorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('loop_monitor', **kwargs)
+        from robot_training_msgs.msg import Checkpoint, EpisodeEvent, TrainingProgress
+
+        for name, (default, _text) in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.p = p
+        self.loop_dir = Path(p['loop_dir'])
+        self.loop_dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        self._event_cls = EpisodeEvent
+        self.summary = {'started_unix': self.started, 'episodes': [], 'checkpoints': [], 'evaluations': [],
+                        'actor': {}, 'sim': {}, 'learner': {}, 'stopped': ''}
+        self.lock = threading.Lock()
+        self._eval_busy = threading.Event()
+        self._last_eval = time.monotonic()
+        self._evaluated = set()
+        self._done_reason = ''
+        self.interface = None
+        if p['eval_env']:
+            from robot_training.data.interface import load_interface
+            if not p['interface_file']:
+                raise ValueError('eval_env needs interface_file (the interface the checkpoints were trained for)')
+            self.interface = load_interface(p['interface_file'])
+        self.create_subscription(EpisodeEvent, '/episode_event', self._on_event, 50)
+        self.create_subscription(Checkpoint, f"/{p['learner_name']}/checkpoints", self._on_checkpoint, 50)
+        self.create_subscription(TrainingProgress, f"/{p['learner_name']}/progress", self._on_progress, 10)
+        self.create_subscription(DiagnosticArray, f"/{p['actor_name']}/status",
+                                 lambda m: self._store('actor', _status_values(m)), 10)
+        self.create_subscription(DiagnosticArray, f"/{p['sim_name']}/status",
+                                 lambda m: self._store('sim', _status_values(m)), 10)
+        self.create_timer(float(p['print_period_s']), self._print)
+        self.create_timer(1.0, self._check)
+
+    # ---------------------------------------------------------------- inputs
+    def _t(self) -> float:
+        return round(time.time() - self.started, 3)
+
+    def _store(self, key: str, values: dict) -> None:
+        with self.lock:
+            self.summary[key] = values
+
+    def _on_event(self, msg) -> None:
+        if msg.event not in (self._event_cls.EVENT_END, self._event_cls.EVENT_RESET):
+            return
+        with self.lock:
+            self.summary['episodes'].append([self._t(), float(msg.episode_return), int(msg.length), bool(msg.success)])
+        if self.interface is not None and msg.episode_return >= self.p['threshold']:
+            self._evaluate_newest('a training episode returned %.0f' % msg.episode_return)
+
+    def _on_checkpoint(self, msg) -> None:
+        with self.lock:
+            self.summary['checkpoints'].append([self._t(), int(msg.step), msg.path])
+
+    def _on_progress(self, msg) -> None:
+        self._store('learner', {m.name: m.value for m in msg.metrics if m.name.startswith('loop/')})
+
+    # ---------------------------------------------------------------- evaluation
+    def _evaluate_newest(self, why: str) -> None:
+        with self.lock:
+            if not self.summary['checkpoints'] or self._eval_busy.is_set():
+                return
+            _, step, path = self.summary['checkpoints'][-1]
+        if path in self._evaluated:
+            return
+        self._evaluated.add(path)
+        self._eval_busy.set()
+        self._last_eval = time.monotonic()
+        threading.Thread(target=self._evaluate, args=(path, step, why), daemon=True).start()
+
+    def _evaluate(self, path: str, step: int, why: str) -> None:
+        from robot_training.deploy import DeployError, load_policy
+        from robot_training.utils.data_collection import evaluate_policy
+
+        try:
+            policy = load_policy(path, interface=self.interface, deterministic=True)
+            value = evaluate_policy(policy, self.p['eval_env'], int(self.p['eval_episodes']))
+        except (DeployError, OSError) as err:  # pruned meanwhile, or refused
+            self.get_logger().warning(f'could not evaluate {path}: {err}')
+            self._eval_busy.clear()
+            return
+        with self.lock:
+            self.summary['evaluations'].append([self._t(), step, path, value])
+        self.get_logger().info(f'evaluated {Path(path).name} (update {step}, {why}): mean return {value:.1f} '
+                               f"over {self.p['eval_episodes']} deterministic episodes")
+        if self.p['until_balanced'] and value >= self.p['threshold']:
+            self._done_reason = f'solved: evaluated return {value:.1f} >= {self.p["threshold"]:g}'
+        self._eval_busy.clear()
+
+    # ---------------------------------------------------------------- output
+    def line(self) -> str:
+        with self.lock:
+            eps = self.summary['episodes']
+            actor, sim, learner = self.summary['actor'], self.summary['sim'], self.summary['learner']
+            evals = self.summary['evaluations']
+        minutes, seconds = divmod(int(time.time() - self.started), 60)
+        recent = [e[1] for e in eps[-10:]]
+        text = f'[loop {minutes:02d}:{seconds:02d}] episodes {len(eps)}'
+        if eps:
+            text += (f', return last {eps[-1][1]:.0f} / mean of 10 {sum(recent) / len(recent):.0f} / '
+                     f'best {max(e[1] for e in eps):.0f}')
+        text += f", env steps {sum(e[2] for e in eps)}, learner updates {int(float(learner.get('loop/updates', 0)))}"
+        text += f", reloads {actor.get('reloads', 0)}"
+        if sim.get('steps'):
+            text += f", ticks missed {sim.get('held_steps', 0)}/{sim.get('steps')}"
+        if evals:
+            text += f', last evaluation {evals[-1][3]:.0f}'
+        return text
+
+    def _print(self) -> None:
+        print(self.line(), flush=True)
+        self.write_summary()
+
+    def write_summary(self) -> None:
+        from robot_training.utils.files import atomic_write
+
+        with self.lock:
+            text = json.dumps(self.summary)
+        with atomic_write(self.loop_dir / 'loop_summary.json', 'w') as f:
+            f.write(text)
+
+    def _check(self) -> None:
+        if self.interface is not None and self.p['eval_period_s'] > 0 \
+                and time.monotonic() - self._last_eval >= self.p['eval_period_s']:
+            self._evaluate_newest(f"every {self.p['eval_period_s']:g} s")
+        if not self._done_reason and self.p['max_minutes'] > 0 \
+                and time.time() - self.started >= 60 * self.p['max_minutes']:
+            self._done_reason = f"budget of {self.p['max_minutes']:g} minutes spent"
+        if self._done_reason:
+            self.summary['stopped'] = self._done_reason
+            print(f'[loop] {self._done_reason}', flush=True)
+            raise SystemExit(0)
+
+
+def main(args=None) -> None:
+    def cleanup(node, cause):
+        if not node.summary['stopped']:
+            node.summary['stopped'] = cause
+        print(node.line(), flush=True)
+        node.write_summary()
+
+    run_node('loop_monitor', LoopMonitorNode, (ValueError, OSError), cleanup=cleanup, args=args)
+
+
+if __name__ == '__main__':
+    main()
