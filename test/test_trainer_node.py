@@ -85,3 +85,24 @@ def test_trainer_reports_failure(tmp_path, procs, ros_node):
                'status FAILED')
     out = stop(trainer)
     assert trainer.returncode == 0 and 'NoSuchEnv-v0' in out
+
+
+def test_budget_of_every_mode_and_the_step_of_checkpoint_names():
+    """The documented default commands report a real total (not 0) and checkpoints their own step."""
+    from robot_training.ros.trainer_node import STEP_RE
+    from robot_training.train import DREAMER_ONLINE_STEPS, build_parser, config_from_args, mode_budget
+
+    def budget(*argv):
+        args = build_parser().parse_args(list(argv))
+        return mode_budget(config_from_args(args), args)
+
+    assert budget('--mode', 'dreamer') == DREAMER_ONLINE_STEPS
+    assert budget('--mode', 'dreamer', '--data', 'bags/') == config_from_args(
+        build_parser().parse_args([])).dreamer.offline_updates
+    assert budget('--mode', 'dreamer', '--total-timesteps', '5000') == 5000
+    assert budget('--mode', 'policy') == 1000 * 2048
+    assert budget('--mode', 'online') == 0  # runs until stopped
+    steps = {name: (m.group(1) if (m := STEP_RE.search(name)) else None)
+             for name in ('dreamer_200', 'policy_ppo_step000000128', 'dreamer_online_000000050', 'dreamer_final')}
+    assert steps == {'dreamer_200': '200', 'policy_ppo_step000000128': '128', 'dreamer_online_000000050': '50',
+                     'dreamer_final': None}

@@ -154,6 +154,9 @@ class DreamerConfig:
     kl_balance: float = 0.8
     """Share of the world model's KL weight on training the prior (see ``world_model.kl_scale``)."""
     lambda_: float = 0.95
+    imagine_starts: Optional[int] = None
+    """Imagine from this many random posterior states of each batch (``null``: all ``B × T``).
+    The behaviour part dominates an update's cost on CPUs; fewer starts make updates cheaper."""
     actor_lr: float = 0.0002
     critic_lr: float = 0.0002
     actor_entropy: float = 0.0003

@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--eval-episodes', type=int, default=10, help='episodes of the final evaluation')
     p.add_argument('--max-minutes', type=float, default=0.0, help='stop after this long (0: no limit)')
     p.add_argument('--print-period', type=float, default=15.0, help='seconds between progress lines')
+    p.add_argument('--eval-period', type=float, default=120.0,
+                   help='evaluate the newest checkpoint at least this often, in seconds (0: only after good episodes)')
     return p
 
 
@@ -101,7 +103,8 @@ def node_commands(args) -> Dict[str, List[str]]:
                     'preset': args.preset, 'seed': args.seed, 'total_timesteps': args.total_timesteps},
         'loop_monitor': {'loop_dir': str(loop), 'interface_file': args.interface_file, 'eval_env': eval_env or '',
                          'threshold': args.threshold, 'until_balanced': args.until_balanced,
-                         'max_minutes': args.max_minutes, 'print_period_s': args.print_period},
+                         'max_minutes': args.max_minutes, 'print_period_s': args.print_period,
+                         'eval_period_s': args.eval_period},
     }
     if args.use_sim != 'true':
         params.pop('sim')

@@ -133,11 +133,11 @@ class SACOnline:
 
     def add(self, trajectory) -> None:
         final = trajectory.final_observation
-        obs = np.asarray(trajectory.observations, np.float32)
+        obs = np.array(trajectory.observations, np.float32)  # a copy: cached bags are read-only memory maps
         last = obs[-1] if final is None else np.asarray(final, np.float32)
         next_obs = np.concatenate([obs[1:], last[None]], 0)
-        self.algo.replay.add(obs, trajectory.actions, trajectory.rewards, next_obs,
-                             np.asarray(trajectory.terminals, np.float32))
+        self.algo.replay.add(obs, np.array(trajectory.actions), np.array(trajectory.rewards), next_obs,
+                             np.array(trajectory.terminals, np.float32))
 
     @property
     def replay_steps(self) -> int:

@@ -1,7 +1,7 @@
 """Behaviour learned in imagination: actor, critic, λ-returns, return normalisation.
 
-From every posterior state of a training batch (``N = B × T`` starts) the actor imagines
-``imagine_horizon`` steps in the world model::
+From every posterior state of a training batch (``N = B × T`` starts, or a random
+``imagine_starts`` of them) the actor imagines ``imagine_horizon`` steps in the world model::
 
     s_0 ──a_0──▶ s_1 ──a_1──▶ … ──▶ s_H        r_t, c_t = reward and continue heads at s_t
 
@@ -125,6 +125,12 @@ class ActorCritic(nn.Module):
             raise ValueError(f"dreamer.actor_gradient must be 'dynamics' or 'reinforce', got {d.actor_gradient!r}")
         dynamics = d.actor_gradient == "dynamics"
         start = {k: v.detach().flatten(0, 1) for k, v in posterior.items()}
+        is_terminal = is_terminal.flatten()
+        starts = next(iter(start.values())).shape[0]
+        if d.imagine_starts and d.imagine_starts < starts:  # a random subset: cheaper updates on CPUs
+            pick = torch.randperm(starts, device=is_terminal.device)[: d.imagine_starts]
+            start = {k: v[pick] for k, v in start.items()}
+            is_terminal = is_terminal[pick]
         # without the dynamics gradient the world model runs without a graph anyway; leaving
         # its parameters trainable lets autocast cache their bfloat16 copies
         with frozen(world_model) if dynamics else contextlib.nullcontext():
@@ -133,7 +139,7 @@ class ActorCritic(nn.Module):
             with contextlib.nullcontext() if dynamics else torch.no_grad():
                 reward = world_model.reward_head.mean(world_model.reward_head(feature[1:]).float())
                 cont = torch.sigmoid(world_model.continue_head(feature).float())
-        cont = torch.cat([1 - is_terminal.flatten().float()[None], cont[1:]], 0)
+        cont = torch.cat([1 - is_terminal.float()[None], cont[1:]], 0)
         if dynamics:  # the value must pass gradients to the features, not to the critic
             with frozen(self.critic):
                 value = self.critic.mean(self.critic(feature).float())
