@@ -129,7 +129,8 @@ class SACOnline:
         self.algo = SAC(obs_space, act_space, config=config, seed=config.training.seed, device=device)
 
     def default_updates_per_step(self) -> float:
-        return float(self.config.sac.updates_per_step)
+        # in real time a robot's steps, not compute, are scarce: twice the updates of a simulator run
+        return 2.0 * float(self.config.sac.updates_per_step)
 
     def add(self, trajectory) -> None:
         final = trajectory.final_observation

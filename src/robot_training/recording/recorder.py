@@ -55,6 +55,7 @@ SIDECAR = 'episode.yaml'
 INTERFACE_FILE = 'interface.yaml'
 """The dataset's interface description, as ``robot_training.data.bag_dataset`` looks for it."""
 CUSTOM_DATA_KEY = 'robot_training.episode'
+_DUMPER = getattr(yaml, 'CSafeDumper', yaml.SafeDumper)  # libyaml: an episode's records cost far less CPU
 
 
 @dataclass
@@ -143,7 +144,7 @@ def read_sidecar(bag_dir: Path) -> dict:
 def write_sidecar(bag_dir: Path, data: dict, fsync: bool = False) -> None:
     """Replace ``episode.yaml`` atomically."""
     with atomic_write(Path(bag_dir) / SIDECAR, 'w', fsync=fsync) as f:
-        yaml.safe_dump(data, f, sort_keys=False)
+        yaml.dump(data, f, Dumper=_DUMPER, sort_keys=False)
 
 
 def incomplete_episodes(dataset: Path) -> list[Path]:
@@ -422,8 +423,8 @@ class DatasetRecorder:
         ep.end_cause = cause
         record = self._record('complete')
         try:
-            bag.set_custom_data(CUSTOM_DATA_KEY, yaml.safe_dump(
-                {k: v for k, v in record.items() if k != 'topics'}, sort_keys=False))
+            bag.set_custom_data(CUSTOM_DATA_KEY, yaml.dump(
+                {k: v for k, v in record.items() if k != 'topics'}, Dumper=_DUMPER, sort_keys=False))
             bag.close(fsync=self.config.fsync)
             write_sidecar(ep.path, record, fsync=self.config.fsync)
         except (RecordingError, OSError) as err:

@@ -167,6 +167,8 @@ class TrainerNode(Node):
         self.run = TrainingRun(Path(self.cfg.training.checkpoint_dir).resolve(), mode_budget(self.cfg, self.args))
         self.stop_event = threading.Event()
         self.learner = None
+        self.exit_code = 0
+        """2 after a run refused for bad input (the node exits once FAILED went out)."""
         self.run_id = p['run_id'] or (f"{self.cfg.training.env.replace('/', '_')}__{self.mode}__"
                                       f"{self.algorithm}__{int(time.time())}")
         self.exit_when_done = bool(p['exit_when_done'])
@@ -196,8 +198,16 @@ class TrainerNode(Node):
             else:
                 rows = self.mode_fn(self.cfg, self.args)
         except BaseException as exc:  # reported as FAILED, never raised into the executor
+            from robot_training.train import _user_errors
+
             text = f'{type(exc).__name__}: {exc}'
-            self.get_logger().error(f'training failed: {text}\n{traceback.format_exc(limit=5)}')
+            say = self._say if self.context.ok() else (lambda t: print(f'[{self.get_name()}] {t}', flush=True))
+            if isinstance(exc, _user_errors()):  # bad input: one line, no traceback
+                say(f'training failed: {exc}')
+                if self.mode == 'online':  # the learner cannot run as configured: end, like the CLI does
+                    self.exit_code = 2
+            else:
+                say(f'training failed: {text}\n{traceback.format_exc(limit=5)}')
             self.run.finish(text or 'failed')
         else:
             for row in rows or []:
@@ -210,11 +220,17 @@ class TrainerNode(Node):
         MetricValue = self._msgs[1]
         return [MetricValue(name=k, value=float(v)) for k, v in sorted(values.items())]
 
+    def _say(self, text: str) -> None:
+        self.get_logger().error(text)
+
     def _set_learner(self, learner) -> None:
         self.learner = learner
 
     def _announce(self, path: Path, updates: int, sha256: str, fingerprint: str, kind: str) -> None:
         """The online learner wrote a checkpoint: tell the actor at once (from the worker thread)."""
+        if not self.context.ok():  # shutting down: the file is written; nobody is left to tell
+            print(f'[{self.get_name()}] checkpoint {path} (update {updates}) written at shutdown', flush=True)
+            return
         Checkpoint = self._msgs[0]
         figures = self.learner.figures() if self.learner is not None else {}
         msg = Checkpoint(run_id=self.run_id, algorithm=kind, step=int(updates), path=str(path), sha256=sha256,
@@ -269,8 +285,8 @@ class TrainerNode(Node):
             self._last_status = snap['status']
             self.get_logger().info(f"status {snap['status']} at step {snap['step']}/{snap['total']}")
         self._final_reports += finished
-        if self._final_reports >= 3 and self.exit_when_done:  # the final status went out a few times
-            raise SystemExit(0 if snap['status'] == 'finished' else 1)
+        if self._final_reports >= 3 and (self.exit_when_done or self.exit_code):  # the final status went out
+            raise SystemExit(self.exit_code or (0 if snap['status'] == 'finished' else 1))
 
     def stop_training(self, timeout: float = 60.0) -> None:
         """Ask a cooperative run (online) to stop and wait for its last checkpoint."""
