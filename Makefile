@@ -6,12 +6,15 @@ SHELL := /bin/bash
 PYTEST_ARGS ?=
 TRAIN_ARGS ?=
 
-.PHONY: all setup build test train clean distclean help
+LOOP_ARGS ?= --algorithm sac --until-balanced --max-minutes 30
+
+.PHONY: all setup build test train train-all clean distclean help
 
 all: setup
 
 help:
-	@echo "make train      set up, then train on the embedded default task (python -m robot_training.train --mode all)"
+	@echo "make train      set up, then the learning loop on the embedded robot until it balances (online_loop)"
+	@echo "make train-all  set up, then the seed's offline pipeline (python -m robot_training.train --mode all)"
 	@echo "make test       set up, then run the test suite (pytest test/); PYTEST_ARGS='-k foo' narrows it"
 	@echo "make setup      create .venv, install dependencies, colcon build both packages"
 	@echo "make build      force a colcon build and dependency check (scripts/setup.sh --force)"
@@ -28,6 +31,9 @@ test: setup
 	@source scripts/env.sh && python -m pytest $(PYTEST_ARGS)
 
 train: setup
+	@source scripts/env.sh && python -m robot_training.online.graph $(LOOP_ARGS) $(TRAIN_ARGS)
+
+train-all: setup
 	@source scripts/env.sh && python -m robot_training.train --mode all $(TRAIN_ARGS)
 
 clean:
