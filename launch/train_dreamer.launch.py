@@ -35,7 +35,8 @@ ARGUMENTS = {
     'params_file': (os.path.join(CONFIG, 'online_loop.yaml'), "the loop's node parameters"),
     'env': ('InvertedPendulum-v5', 'the simulated robot (use_sim:=true)'),
     'config': ('', "the learner's YAML overriding config/default_config.yaml"),
-    'preset': ('', 'a named configuration of config/presets/ (e.g. dreamerv3)'),
+    'preset': ('robot_loop', "the learner's named configuration of config/presets/ (robot_loop: "
+                             "Dreamer settings for a real-time robot on one core)"),
     'seed': ('-1', 'seed (-1: the config value)'),
     'total_timesteps': ('0', 'the learner stops after this many recorded env steps (0: when stopped)'),
     'data': ('', 'offline: train Dreamer on these bags instead of running the loop'),
@@ -72,7 +73,7 @@ def generate_launch_description():
              condition=loop),
         Node(package='robot_training', executable='trainer', name='trainer', output='screen',
              parameters=[{'mode': 'dreamer', 'data': arg['data'], 'interface': arg['interface'],
-                          'config': arg['config'], 'preset': arg['preset'],
+                          'config': arg['config'],
                           'checkpoint_dir': arg['loop_dir'],
                           'seed': ParameterValue(arg['seed'], value_type=int),
                           'total_timesteps': ParameterValue(arg['total_timesteps'], value_type=int),

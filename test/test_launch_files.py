@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
-EXPECTED = {'train_dreamer.launch.py', 'sim_record.launch.py', 'deploy_policy.launch.py'}
+EXPECTED = {'train_dreamer.launch.py', 'train_policy.launch.py', 'sim_record.launch.py', 'deploy_policy.launch.py'}
 
 
 def console_scripts() -> set:
@@ -30,7 +30,7 @@ def console_scripts() -> set:
     return names
 
 
-def test_the_three_launch_files_exist():
+def test_the_launch_files_exist():
     assert EXPECTED <= {p.name for p in LAUNCH_FILES}
 
 
@@ -47,13 +47,17 @@ def test_executables_and_config_files_exist(path):
                 packages.append(node.value.value)
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             strings.append(node.value)
-    assert executables, f'{path.name} starts no node'
+    included = [s for s in strings if s.endswith('.launch.py')]
+    assert executables or included, f'{path.name} starts no node and includes no launch file'
+    for name in included:  # an include of another of the package's launch files
+        assert (REPO / 'launch' / name).is_file(), f'{path.name}: includes launch/{name}, which does not exist'
+    if not executables:
+        return
     assert set(packages) == {'robot_training'}
     for exe in executables:
         assert exe in scripts, f'{path.name}: executable {exe!r} is not a console script in setup.py'
     configs = [s for s in strings if re.fullmatch(r'[\w.-]+\.(yaml|xml)', s)]
-    if path.name != 'train_dreamer.launch.py':
-        assert configs, f'{path.name} names no config file'
+    assert configs, f'{path.name} names no config file'
     for name in configs:
         assert (REPO / 'config' / name).is_file(), f'{path.name}: config/{name} does not exist'
     assert 'generate_launch_description' in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
@@ -67,3 +71,32 @@ def test_generate_launch_description(path):
 
     description = runpy.run_path(str(path))['generate_launch_description']()
     assert isinstance(description, LaunchDescription)
+
+
+def test_the_loop_launch_file_and_the_online_loop_script_start_the_same_nodes():
+    """train_dreamer.launch.py and the pip-only online_loop start one graph: same executables
+    under the same node names, reading the same parameters file."""
+    from robot_training.online.graph import NODES
+
+    tree = ast.parse((REPO / 'launch' / 'train_dreamer.launch.py').read_text())
+    started = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'Node':
+            kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+            started.add((kw['name'], kw['executable']))
+    loop = {(name, script) for name, (script, _module) in NODES.items() if name != 'loop_monitor'}
+    assert loop <= started, (loop, started)
+    assert started - loop == {('trainer', 'trainer')}  # the offline data:= alternative
+    assert "'online_loop.yaml'" in (REPO / 'launch' / 'train_dreamer.launch.py').read_text()
+    assert "'online_loop.yaml'" in (REPO / 'src' / 'robot_training' / 'online' / 'graph.py').read_text()
+
+
+def test_the_loop_learner_preset_is_the_same_for_ros2_launch_and_online_loop():
+    from robot_training.config import load_config
+    from robot_training.online.graph import build_parser
+
+    text = (REPO / 'launch' / 'train_dreamer.launch.py').read_text()
+    assert "'preset': ('robot_loop'," in text
+    assert build_parser().parse_args([]).preset == 'robot_loop'
+    cfg = load_config(preset='robot_loop')
+    assert cfg.dreamer.actor_gradient == 'reinforce' and cfg.dreamer.imagine_starts == 128

@@ -134,6 +134,19 @@ def _load_dreamer(path: Path, kind: str, data: Dict[str, Any]):
                 act_fn=act, initial_state=lambda: None)
 
 
+def import_loaders() -> None:
+    """Import what every loader needs (a hot-reloading actor does it once, at start: the
+    first load otherwise spends 2 s importing, holding the interpreter against the control
+    ticks). The first optimiser built in a process imports torch._dynamo, the largest part."""
+    import torch
+
+    import robot_training.policies.train_policy  # noqa: F401
+    import robot_training.reinforcement_learning.dreamer  # noqa: F401
+    import robot_training.supervised_learning.bc  # noqa: F401
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 #: checkpoint kind → loader (an explicit registry)
 LOADERS: Dict[str, Callable] = {
     "ppo": _load_policy_trainer,

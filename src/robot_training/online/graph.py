@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--params-file', default=str(config / 'online_loop.yaml'))
     p.add_argument('--env', default='InvertedPendulum-v5', help='the simulated robot (--use-sim true)')
     p.add_argument('--config', default='', help="the learner's YAML overriding config/default_config.yaml")
-    p.add_argument('--preset', default='', help='a named configuration of config/presets/')
+    p.add_argument('--preset', default='robot_loop',
+                   help="the learner's named configuration of config/presets/ ('' for none)")
     p.add_argument('--seed', type=int, default=-1)
     p.add_argument('--total-timesteps', type=int, default=0, help='learner budget in recorded env steps (0: none)')
     p.add_argument('--until-balanced', action='store_true',

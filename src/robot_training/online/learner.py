@@ -332,6 +332,10 @@ class OnlineLearner:
                 if self.train(max_seconds=poll) == 0:
                     stop.wait(min(poll, 0.1))
         finally:
+            try:
+                self.ingest()  # the episodes the recorder finished while it was being stopped
+            except Exception as exc:  # noqa: BLE001 - never lose the last checkpoint over it
+                log.warning("last look at the dataset failed: %s", exc)
             if self.algo.updates > 0:
                 self.checkpoint()
         return self.figures()

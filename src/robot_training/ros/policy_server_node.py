@@ -116,6 +116,9 @@ class PolicyServerNode(Node):
         self._closing = False
         if p['checkpoint_topic']:
             from robot_training_msgs.msg import Checkpoint
+
+            from robot_training.deploy.policy import import_loaders
+            import_loaders()  # now, not in the loader thread: imports hold the GIL for seconds
             self.create_subscription(Checkpoint, p['checkpoint_topic'], self._on_checkpoint, 10)
             self._loader = threading.Thread(target=self._load_announced, name='policy-loader', daemon=True)
             self._loader.start()
@@ -248,9 +251,13 @@ class PolicyServerNode(Node):
         self.status_pub.publish(msg)
 
     def close(self) -> None:
+        """Stop the loader thread (a thread still inside torch when Python exits aborts it)."""
         with self._pending_cv:
             self._closing = True
             self._pending_cv.notify()
+        loader = getattr(self, '_loader', None)
+        if loader is not None:
+            loader.join(timeout=30)
 
 
 def main(args=None) -> None:
