@@ -64,6 +64,8 @@ def figures(algorithm: str, summary: dict, threshold: float, wall: float, code: 
     row.update(steps=steps, held_steps=held, missed_pct=100 * held / max(steps, 1),
                gap_max_ms=float(actor.get('gap_max_ms', 'nan')), gap_p99_ms=float(actor.get('gap_p99_ms', 'nan')),
                cost_p50_ms=float(actor.get('cost_p50_ms', 'nan')), cost_p99_ms=float(actor.get('cost_p99_ms', 'nan')),
+               compute_p50_ms=float(actor.get('compute_p50_ms', 'nan')),
+               compute_p99_ms=float(actor.get('compute_p99_ms', 'nan')),
                reloads=int(actor.get('reloads', 0)), episodes=len(episodes))
     return row
 
@@ -85,7 +87,7 @@ def pendulum_defaults(steps: int = 20_000, seed: int = 0) -> dict:
 def print_table(rows) -> None:
     period_ms = 40.0
     print(f"\n{'loop':8s} {'to >= thr':>10s} {'target':>7s} {'env steps':>9s} {'updates':>8s} {'eval':>7s} "
-          f"{'missed':>12s} {'max gap':>13s} {'cost p50/p99 ms':>16s} {'reloads':>7s}")
+          f"{'missed':>12s} {'max gap':>13s} {'cost p50/p99 ms':>16s} {'policy p50/p99':>15s} {'reloads':>7s}")
     for r in rows:
         t = r.get('time_to_threshold_s')
         when = f"{t / 60:.1f} min" if t is not None else 'not met'
@@ -94,7 +96,8 @@ def print_table(rows) -> None:
               f"{r.get('evaluated_return', r['best_evaluation']):>7.1f} "
               f"{r['missed_pct']:>6.2f} % {r['held_steps']:>3d} "
               f"{r['gap_max_ms']:>6.0f} ms {r['gap_max_ms'] / period_ms:>3.1f} P "
-              f"{r['cost_p50_ms']:>7.2f}/{r['cost_p99_ms']:<7.2f} {r['reloads']:>7d}")
+              f"{r['cost_p50_ms']:>7.2f}/{r['cost_p99_ms']:<7.2f} {r['compute_p50_ms']:>6.2f}/{r['compute_p99_ms']:<7.2f} "
+              f"{r['reloads']:>7d}")
     sys.stdout.flush()
 
 

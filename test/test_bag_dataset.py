@@ -186,6 +186,29 @@ def test_truncated_empty_and_foreign_bags(tmp_path):
         load_bag_dataset(tmp_path / "missing", desc(), cache=False)
 
 
+def test_a_dataset_with_unusable_episodes_loads_the_rest_unless_strict(tmp_path):
+    """An episode whose recorder was killed: the other episodes load and the bad one is reported
+    in one line; bags that lack the action topic (recorded before the actor's first command) are
+    skipped the same way; strict refuses the dataset."""
+    data = tmp_path / "ds"
+    for i in range(4):
+        write_synthetic_bag(data / f"episode_00000{i + 1}", steps=50, episodes=1)
+    killed = data / "episode_000005"
+    killed.mkdir()
+    (killed / "episode_000005_0.mcap").write_bytes(b"\x89MCAP0\r\n")
+    without_cmd = dict(BASE, action=dict(BASE["action"], topic="/other_cmd"))
+    skipped = []
+    good = load_bag_dataset(data, desc(), cache=False, strict=False, skipped=skipped)
+    assert len(good) == 4 and not skipped[1:]  # the killed bag only
+    assert "episode_000005" in skipped[0][1] and "bags repair" in skipped[0][1]
+    skipped = []
+    with pytest.raises(BagError, match="no usable bag"):
+        load_bag_dataset(data, interface_from_dict(without_cmd), cache=False, strict=False, skipped=skipped)
+    assert len(skipped) == 5 and all("/other_cmd" in r or "bags repair" in r for _, r in skipped)
+    with pytest.raises(BagError, match="no metadata.yaml"):
+        load_bag_dataset(data, desc(), cache=False)  # strict (the API default)
+
+
 def test_bag_with_types_only_it_defines(tmp_path):
     """A bag from another tool with a custom type: its definition comes from the bag itself."""
     store = get_typestore(Stores.ROS2_KILTED)

@@ -74,3 +74,22 @@ def test_sim_command_stepping(procs, ros_node):
     spin_until(ros_node, lambda: len(clocks) >= 5, 10, 'five steps')
     stop(sim)
     assert sim.returncode == 0
+
+
+def test_parameters_are_described_and_read_only(procs, ros_node):
+    """A runtime `ros2 param set` is refused (the node reads its parameters once), and
+    `ros2 param describe` shows each parameter's description."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import DescribeParameters, SetParameters
+
+    sim = procs.start(node_cmd('sim_node', f'interface_file:={INTERFACE}'))
+    described = call(ros_node, DescribeParameters, '/sim/describe_parameters',
+                     DescribeParameters.Request(names=['real_time_factor']))
+    assert 'simulated seconds per wall-clock second' in described.descriptors[0].description
+    assert described.descriptors[0].read_only
+    request = SetParameters.Request(parameters=[Parameter(
+        name='real_time_factor', value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=4.0))])
+    result = call(ros_node, SetParameters, '/sim/set_parameters', request).results[0]
+    assert not result.successful and 'read-only' in result.reason
+    stop(sim)
+    assert sim.returncode == 0

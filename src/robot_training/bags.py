@@ -144,8 +144,11 @@ def cmd_export(args) -> int:
     from robot_training.data.trajectory import save_trajectories
 
     desc = load_interface(args.interface) if args.interface else None
+    skipped = []
     trajs = load_bag_dataset(args.path, desc, max_staleness_s=args.max_staleness, stale=args.stale,
-                             cache=not args.no_cache, cache_dir=args.cache_dir)
+                             cache=not args.no_cache, cache_dir=args.cache_dir, strict=args.strict, skipped=skipped)
+    for _bag, reason in skipped:
+        print(f"bags export: skipped {reason}", file=sys.stderr)
     if not trajs:
         raise CommandError(f"{args.path}: no complete steps after alignment (check the control rate and max_staleness_s)")
     if desc is None:
@@ -181,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stale", choices=("split", "flag"), default="split")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--cache-dir", default=None)
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the dataset when one bag cannot be used (default: skip it, say why)")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None, help="root of the checkpoint layout (training.checkpoint_dir)")
     p.add_argument("--log-dir", default=None, help="TensorBoard folder (training.log_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--strict", action="store_true",
+                   help="--data bags: refuse the dataset when one bag cannot be used (default: skip it, say why)")
     return p
 
 
@@ -97,11 +99,13 @@ def _preset_help() -> str:
 # --------------------------------------------------------------------------- data
 
 
-def load_data(path: str, interface: Optional[str] = None):
+def load_data(path: str, interface: Optional[str] = None, strict: bool = False):
     """Trajectories from a file written by save_trajectories, or from rosbag2 bags.
 
     Bags are turned into trajectories through ``interface`` (a YAML path), or through the
-    description the recorder stored with them.
+    description the recorder stored with them. A bag that cannot be used (unfinished,
+    unreadable, missing a topic) is reported in one line and skipped; ``strict`` refuses the
+    dataset instead.
     """
     from robot_training.data.bag_dataset import is_bag_path, load_bag_dataset
     from robot_training.data.trajectory import load_trajectories
@@ -110,7 +114,11 @@ def load_data(path: str, interface: Optional[str] = None):
     if not p.exists():
         raise UsageError(f"--data {path}: no such file or folder")
     if is_bag_path(p):
-        return list(load_bag_dataset(p, interface))
+        skipped = []
+        trajectories = list(load_bag_dataset(p, interface, strict=strict, skipped=skipped))
+        for _bag, reason in skipped:
+            print(f"train: skipped {reason}", file=sys.stderr)
+        return trajectories
     if p.is_dir():
         raise UsageError(f"--data {path}: a folder with no rosbag2 bags in it")
     if interface is not None:
@@ -124,7 +132,7 @@ def default_demonstrations_path(cfg) -> Path:
 
 def _data_or_default(cfg, args, mode: str):
     if args.data is not None:
-        return load_data(args.data, args.interface)
+        return load_data(args.data, args.interface, strict=args.strict)
     default = default_demonstrations_path(cfg)
     if default.is_file():
         return load_data(str(default))
@@ -204,14 +212,14 @@ def _external_rows(result, component: str) -> List[Row]:
 def run_world_model(cfg, args, trajectories=None) -> List[Row]:
     run = _external("robot_training.world_models.train_world_model", "world_model")
     if trajectories is None and args.data is not None:
-        trajectories = load_data(args.data, args.interface)
+        trajectories = load_data(args.data, args.interface, strict=args.strict)
     return _external_rows(run(cfg, args, trajectories=trajectories), "world_model")
 
 
 def run_dreamer(cfg, args, trajectories=None) -> List[Row]:
     run = _external("robot_training.reinforcement_learning.train_dreamer", "dreamer")
     if trajectories is None and args.data is not None:
-        trajectories = load_data(args.data, args.interface)
+        trajectories = load_data(args.data, args.interface, strict=args.strict)
     return _external_rows(run(cfg, args, trajectories=trajectories), "dreamer")
 
 

@@ -97,8 +97,11 @@ class BagError(ValueError):
 # ----------------------------------------------------------------------------- finding bags
 
 
-def find_bags(path: PathLike) -> List[Path]:
-    """Every bag at ``path``: itself when it is a bag, else the bags below it (sorted)."""
+def find_bags(path: PathLike, unfinished: Optional[List[Path]] = None) -> List[Path]:
+    """Every bag at ``path``: itself when it is a bag, else the bags below it (sorted).
+
+    A folder holding bags whose writer was killed (no ``metadata.yaml``) is refused, unless
+    ``unfinished`` is a list: those bags are then appended to it and the others returned."""
     p = Path(path)
     if not p.exists():
         raise BagError(f"{p}: no such file or directory")
@@ -117,13 +120,15 @@ def find_bags(path: PathLike) -> List[Path]:
     # standalone .mcap/.db3 files (other tools) that are not part of a rosbag2 folder
     bags += sorted(f for f in p.rglob("*") if f.suffix in (".mcap", ".db3") and f.is_file()
                    and f.parent not in inside and not _looks_like_unfinished_bag(f.parent))
-    unfinished = sorted(d for d in p.rglob("*") if d.is_dir() and d not in bags and _looks_like_unfinished_bag(d))
-    if unfinished:
+    left = sorted(d for d in p.rglob("*") if d.is_dir() and d not in bags and _looks_like_unfinished_bag(d))
+    if left and unfinished is None:
         raise BagError(
-            f"{unfinished[0]}: bag has no metadata.yaml (its writer was probably killed); "
-            f"run `bags repair {unfinished[0]}` first"
-            + (f" ({len(unfinished)} such bags under {p})" if len(unfinished) > 1 else "")
+            f"{left[0]}: bag has no metadata.yaml (its writer was probably killed); "
+            f"run `bags repair {left[0]}` first"
+            + (f" ({len(left)} such bags under {p})" if len(left) > 1 else "")
         )
+    if unfinished is not None:
+        unfinished.extend(left)
     if not bags:
         raise BagError(f"{p}: no rosbag2 bags found (no metadata.yaml, .mcap or .db3 below it)")
     return bags
@@ -600,11 +605,17 @@ def load_bag_dataset(
     cache: bool = True,
     cache_dir: Optional[PathLike] = None,
     check_fingerprint: bool = True,
+    strict: bool = True,
+    skipped: Optional[List[Tuple[Path, str]]] = None,
 ) -> List[Trajectory]:
     """Trajectories from one bag, a folder of bags, or a list of either (see the module doc).
 
     Raises :class:`BagError` for unreadable bags and bags that lack what the description
     needs, :class:`~robot_training.data.interface.InterfaceError` for a bad description.
+    With ``strict=False`` a dataset is read as far as it can be: every usable episode is
+    returned, and each bag that is not (unfinished, unreadable, foreign, missing a topic, such
+    as an episode recorded before the actor's first command) is skipped and appended to
+    ``skipped`` as ``(bag, one-line reason)``. At least one usable bag is still required.
     """
     if stale not in ("split", "flag"):
         raise ValueError(f"stale must be 'split' or 'flag', got {stale!r}")
@@ -612,8 +623,12 @@ def load_bag_dataset(
     if not roots:
         raise BagError("no bag paths given")
     bags: List[Path] = []
+    unfinished: Optional[List[Path]] = None if strict else []
     for r in roots:
-        bags.extend(find_bags(r))
+        bags.extend(find_bags(r, unfinished))
+    skipped = skipped if skipped is not None else []
+    for bag in unfinished or []:
+        skipped.append((bag, f"{bag}: unfinished (no metadata.yaml); run `bags repair {bag}` to recover it"))
     if interface is None:
         desc = find_interface(roots[0], bags)
     else:
@@ -624,29 +639,43 @@ def load_bag_dataset(
     store = None
     out: List[Trajectory] = []
     for bag in bags:
-        sidecar = _read_sidecar(bag)
-        recorded = sidecar.get("interface_fingerprint")
-        if check_fingerprint and recorded and recorded != desc.fingerprint:
-            raise BagError(
-                f"{bag}: recorded with interface fingerprint {recorded[:12]}…, but the description "
-                f"{desc.source} has {desc.fingerprint[:12]}… (pass check_fingerprint=False to load anyway)"
-            )
-        entry = cache_root / _cache_key(bag, desc, options) if cache else None
-        trajs = _load_cache(entry) if entry is not None and entry.is_dir() else None
-        if trajs is None:
-            if store is None:
-                store = make_typestore()
-            trajs = _bag_trajectories(bag, desc, store, max_staleness_s=staleness, stale=stale,
-                                      min_steps=int(min_steps), sidecar=sidecar)
-            if entry is not None:
-                try:
-                    _save_cache(entry, trajs)
-                except OSError:
-                    pass  # a read-only cache directory only costs speed
+        try:
+            trajs, store = _load_one(bag, desc, store, cache_root if cache else None, options, check_fingerprint)
+        except BagError as exc:
+            if strict:
+                raise
+            skipped.append((bag, str(exc)))
+            continue
         for traj in trajs:
             traj.interface_fingerprint = desc.fingerprint
         out.extend(trajs)
+    if not strict and skipped and len(skipped) == len(bags) + len(unfinished or []):
+        raise BagError(f"no usable bag under {', '.join(str(r) for r in roots)}; the first: {skipped[0][1]}")
     return out
+
+
+def _load_one(bag: Path, desc: InterfaceDescription, store, cache_root: Optional[Path], options: dict,
+              check_fingerprint: bool):
+    sidecar = _read_sidecar(bag)
+    recorded = sidecar.get("interface_fingerprint")
+    if check_fingerprint and recorded and recorded != desc.fingerprint:
+        raise BagError(
+            f"{bag}: recorded with interface fingerprint {recorded[:12]}…, but the description "
+            f"{desc.source} has {desc.fingerprint[:12]}… (pass check_fingerprint=False to load anyway)"
+        )
+    entry = cache_root / _cache_key(bag, desc, options) if cache_root is not None else None
+    trajs = _load_cache(entry) if entry is not None and entry.is_dir() else None
+    if trajs is None:
+        if store is None:
+            store = make_typestore()
+        trajs = _bag_trajectories(bag, desc, store, max_staleness_s=options["max_staleness_s"],
+                                  stale=options["stale"], min_steps=options["min_steps"], sidecar=sidecar)
+        if entry is not None:
+            try:
+                _save_cache(entry, trajs)
+            except OSError:
+                pass  # a read-only cache directory only costs speed
+    return trajs, store
 
 
 def is_bag_path(path: PathLike) -> bool:

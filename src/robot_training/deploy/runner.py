@@ -236,13 +236,18 @@ class ActorStats:
 
     def __init__(self, window: int = 20_000):
         self.costs_ms: deque = deque(maxlen=window)
+        self.compute_ms: deque = deque(maxlen=window)
+        """Observation build + policy alone (the part of a tick that is the actor's own work)."""
         self.gaps_ms: deque = deque(maxlen=window)
         self.max_gap_ms = 0.0
         self.published = 0
         self._last_publish: Optional[float] = None
 
-    def on_tick(self, cost_s: float, published: bool, now_s: Optional[float] = None) -> None:
+    def on_tick(self, cost_s: float, published: bool, now_s: Optional[float] = None,
+                compute_s: Optional[float] = None) -> None:
         self.costs_ms.append(1000.0 * cost_s)
+        if compute_s is not None:
+            self.compute_ms.append(1000.0 * compute_s)
         if not published:
             return
         now_s = time.perf_counter() if now_s is None else now_s
@@ -262,5 +267,6 @@ class ActorStats:
             return float(np.percentile(np.asarray(values), q)) if values else 0.0
 
         return {"published": self.published, "cost_p50_ms": pct(self.costs_ms, 50),
-                "cost_p99_ms": pct(self.costs_ms, 99), "gap_p50_ms": pct(self.gaps_ms, 50),
+                "cost_p99_ms": pct(self.costs_ms, 99), "compute_p50_ms": pct(self.compute_ms, 50),
+                "compute_p99_ms": pct(self.compute_ms, 99), "gap_p50_ms": pct(self.gaps_ms, 50),
                 "gap_p99_ms": pct(self.gaps_ms, 99), "gap_max_ms": self.max_gap_ms}

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threshold', type=float, default=900.0)
     p.add_argument('--eval-env', default=None, help='Gymnasium id to evaluate checkpoints in (default: --env '
                                                      'with the embedded robot, none with yours)')
-    p.add_argument('--eval-episodes', type=int, default=10, help='episodes of the final evaluation')
+    p.add_argument('--eval-episodes', type=int, default=10, help='deterministic episodes of every evaluation')
     p.add_argument('--max-minutes', type=float, default=0.0, help='stop after this long (0: no limit)')
     p.add_argument('--print-period', type=float, default=15.0, help='seconds between progress lines')
     p.add_argument('--eval-period', type=float, default=120.0,
@@ -103,6 +103,7 @@ def node_commands(args) -> Dict[str, List[str]]:
                     'checkpoint_dir': str(loop), 'log_dir': str(loop / 'runs'), 'config': args.config,
                     'preset': args.preset, 'seed': args.seed, 'total_timesteps': args.total_timesteps},
         'loop_monitor': {'loop_dir': str(loop), 'interface_file': args.interface_file, 'eval_env': eval_env or '',
+                         'eval_episodes': args.eval_episodes,
                          'threshold': args.threshold, 'until_balanced': args.until_balanced,
                          'max_minutes': args.max_minutes, 'print_period_s': args.print_period,
                          'eval_period_s': args.eval_period},
@@ -219,6 +220,12 @@ def report(args) -> dict:
             rows.append(('final evaluated return', f'not evaluated: {err}'))
     elif newest is None:
         rows.append(('final evaluated return', 'no checkpoint yet (the learner had too little data)'))
+    solved = next((e for e in summary.get('evaluations', []) if e[3] >= args.threshold), None)
+    if solved is not None:
+        t = solved[0]
+        rows.append(('first checkpoint evaluated >= threshold',
+                     f'{Path(solved[2]).name} (update {solved[1]}): {solved[3]:.1f}, evaluated at '
+                     f'{int(t // 60)} min {int(t % 60)} s'))
     sim, actor, learner = summary.get('sim', {}), summary.get('actor', {}), summary.get('learner', {})
     if sim.get('steps'):
         held, steps = int(sim.get('held_steps', 0)), int(sim['steps'])
@@ -228,7 +235,9 @@ def report(args) -> dict:
         periods = f' ({gap * rate / 1000:.1f} control periods)' if rate else ''
         rows.append(('longest gap between two actions', f'{gap:.0f} ms{periods}'))
         rows.append(('actor cost per tick p50 / p99',
-                     f"{float(actor.get('cost_p50_ms', 0)):.2f} / {float(actor.get('cost_p99_ms', 0)):.2f} ms"))
+                     f"{float(actor.get('cost_p50_ms', 0)):.2f} / {float(actor.get('cost_p99_ms', 0)):.2f} ms "
+                     f"(observation + policy {float(actor.get('compute_p50_ms', 0)):.2f} / "
+                     f"{float(actor.get('compute_p99_ms', 0)):.2f} ms; the rest is publishing)"))
         rows.append(('hot reloads', f"{actor.get('reloads', 0)} ({actor.get('refused', 0)} refused)"))
     if learner:
         rows.append(('learner', f"{int(float(learner.get('loop/updates', 0)))} updates on "

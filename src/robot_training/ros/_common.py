@@ -228,6 +228,19 @@ class TopicRecorder:
         self.subscriptions.clear()
 
 
+def declare_parameters(node: Node, table: dict) -> dict:
+    """Declare ``{name: (default, description)}`` on ``node`` and return their values.
+
+    Every parameter carries its description (``ros2 param describe``) and is read-only: the
+    nodes read their parameters once, at start, so a runtime ``ros2 param set`` is refused
+    instead of being accepted and silently ignored."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    for name, (default, text) in table.items():
+        node.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
+    return {name: node.get_parameter(name).value for name in table}
+
+
 def _ignore_sigint() -> None:
     import signal
     import threading

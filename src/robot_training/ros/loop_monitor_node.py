@@ -25,7 +25,7 @@ from pathlib import Path
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
-from robot_training.ros._common import run_node
+from robot_training.ros._common import declare_parameters, run_node
 
 PARAMETERS = {
     'loop_dir': ('loop', 'the loop folder (loop_summary.json is written there)'),
@@ -52,10 +52,10 @@ class LoopMonitorNode(Node):
         super().__init__('loop_monitor', **kwargs)
         from robot_training_msgs.msg import Checkpoint, EpisodeEvent, TrainingProgress
 
-        for name, (default, _text) in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, PARAMETERS)
         self.p = p
+        import os
+        os.nice(10)  # evaluations run beside the robot's control loop, never ahead of it
         self.loop_dir = Path(p['loop_dir'])
         self.loop_dir.mkdir(parents=True, exist_ok=True)
         self.started = time.time()

@@ -42,7 +42,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
 from robot_training.data.converters import stamp_ns
-from robot_training.ros._common import message_class, run_node
+from robot_training.ros._common import declare_parameters, message_class, run_node
 
 PARAMETERS = {
     # name: (default, description)   (use_sim_time is declared by rclpy itself)
@@ -66,8 +66,7 @@ PARAMETERS = {
 class PolicyServerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('policy_server', **kwargs)
-        for name, (default, _text) in PARAMETERS.items():
-            self.declare_parameter(name, default)
+        declare_parameters(self, PARAMETERS)
         self.configure()
         self.activate()
 
@@ -177,10 +176,12 @@ class PolicyServerNode(Node):
             self.stats.break_gap()  # the reset between episodes is the robot's pause, not a missed tick
 
     def _act(self, now: int, start: float) -> None:
+        begin = time.perf_counter()
         tick = self.runner.tick(now)
+        compute = time.perf_counter() - begin
         if tick.action is not None:
             self.action_pub.publish(self.interface.action_to_message(tick.action, self._action_cls, stamp=now))
-        self.stats.on_tick(time.perf_counter() - start, tick.action is not None)
+        self.stats.on_tick(time.perf_counter() - start, tick.action is not None, compute_s=compute)
         if not tick.acted:
             log = self.get_logger().error if tick.status == 'error' else self.get_logger().warning
             log(f'not acting ({tick.status}): {tick.detail}', throttle_duration_sec=self.warn_period_s)
@@ -269,7 +270,8 @@ def main(args=None) -> None:
         if getattr(node, 'runner', None) is not None:
             st = node.status()
             print(f"[policy_server] stopped: ticks {node.runner.counts}, reloads {st['reloads']}, refused "
-                  f"{st['refused']}, tick cost p50 {st['cost_p50_ms']:.3f} ms p99 {st['cost_p99_ms']:.3f} ms, "
+                  f"{st['refused']}, tick cost p50 {st['cost_p50_ms']:.3f} ms p99 {st['cost_p99_ms']:.3f} ms "
+                  f"(observation + policy p50 {st['compute_p50_ms']:.3f} ms p99 {st['compute_p99_ms']:.3f} ms), "
                   f"longest gap {st['gap_max_ms']:.1f} ms", flush=True)
 
     run_node('policy_server', PolicyServerNode, (DeployError, ValueError, OSError),  # checkpoint, interface, parameters

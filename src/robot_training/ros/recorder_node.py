@@ -31,7 +31,7 @@ from robot_training.recording import (
     repair_bag,
 )
 from robot_training.recording.recorder import EPISODE_EVENT_TYPE
-from robot_training.ros._common import TopicRecorder, run_node
+from robot_training.ros._common import TopicRecorder, declare_parameters, run_node
 
 PARAMETERS = {
     # name: (default, description)
@@ -59,9 +59,7 @@ class RecorderNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('recorder', **kwargs)
-        for name, (default, _text) in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, PARAMETERS)
         topics = [t for t in (p['topics'] or []) if t]
         wanted = {t: '' for t in topics}
         fingerprint, rates, interface_yaml = '', {}, ''

@@ -41,7 +41,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float64
 from std_srvs.srv import SetBool, Trigger
 
-from robot_training.ros._common import message_class, run_node
+from robot_training.ros._common import declare_parameters, message_class, run_node
 
 PARAMETERS = {
     # name: (default, description)
@@ -68,9 +68,7 @@ def default_interface_file() -> str:
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('sim', **kwargs)
-        for name, (default, _text) in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, PARAMETERS)
         if p['step_mode'] not in ('timer', 'command'):
             raise ValueError(f"step_mode must be 'timer' or 'command', got {p['step_mode']!r}")
         if p['real_time_factor'] <= 0:

@@ -37,7 +37,7 @@ from typing import Dict, List, Optional
 
 from rclpy.node import Node
 
-from robot_training.ros._common import run_node
+from robot_training.ros._common import declare_parameters, run_node
 
 PARAMETERS = {
     # name: (default, description)
@@ -128,9 +128,7 @@ class TrainingRun:
 class TrainerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('trainer', **kwargs)
-        for name, (default, _text) in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, PARAMETERS)
         from robot_training.train import MODES, build_parser, config_from_args
         from robot_training_msgs.msg import Checkpoint, MetricValue, TrainingProgress
 
