@@ -241,6 +241,29 @@ def declare_parameters(node: Node, table: dict) -> dict:
     return {name: node.get_parameter(name).value for name in table}
 
 
+def _first_sigint_only(stop) -> None:
+    """SIGINT asks ``run_node``'s spin loop to stop (``stop.set()``); every later SIGINT is
+    ignored by the operating system.
+
+    ros2 launch forwards Ctrl-C to its children while a terminal's Ctrl-C reaches the whole
+    process group, and impatient operators press it again: a node that is finishing a bag or a
+    checkpoint gets two or three SIGINTs within milliseconds. rclpy's own handler raises
+    KeyboardInterrupt wherever the interpreter happens to be, which can be in the middle of
+    finishing an episode's bag, and lets a later SIGINT interrupt the cleanup. This handler
+    raises nothing: the loop ends between two callbacks."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigint(_signum, _frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
 def _ignore_sigint() -> None:
     import signal
     import threading
@@ -263,12 +286,25 @@ def run_node(program: str, make_node: Callable[[], Node],
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    import threading
+
+    from rclpy.executors import SingleThreadedExecutor
+
     rclpy.init(args=args)
+    stop = threading.Event()
+    _first_sigint_only(stop)
     node = None
     cause, code = 'shutdown', 0
     try:
         node = make_node()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok() and not stop.is_set():
+            # a bounded wait: the loop sees a SIGINT within 0.2 s even when the node's own
+            # timers run on a simulation clock that has stopped
+            executor.spin_once(timeout_sec=0.2)
+        if stop.is_set():
+            cause = 'sigint'
     except SystemExit as done:
         code = done.code or 0
     except KeyboardInterrupt:
