@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
-import torch
 
 from robot_training.checkpoint import checkpoint_directory, file_sha256, load_checkpoint, save_checkpoint
 from robot_training.config import Config, resolve_device
@@ -358,7 +357,3 @@ class OnlineLearner:
             **{k: v for k, v in self._metrics.items() if k.startswith(("world_model/loss", "losses/qf_loss"))},
         }
 
-
-def torch_setup(config: Config) -> None:
-    if config.training.torch_threads > 0:
-        torch.set_num_threads(config.training.torch_threads)
