@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--seed', type=int, default=-1)
     p.add_argument('--total-timesteps', type=int, default=0, help='learner budget in recorded env steps (0: none)')
     p.add_argument('--until-balanced', action='store_true',
-                   help='stop once the newest checkpoint evaluates at --threshold or more (needs --eval-env)')
+                   help='stop once --confirmations checkpoints in a row evaluate at --threshold or more')
+    p.add_argument('--confirmations', type=int, default=2)
     p.add_argument('--threshold', type=float, default=900.0)
     p.add_argument('--eval-env', default=None, help='Gymnasium id to evaluate checkpoints in (default: --env '
                                                      'with the embedded robot, none with yours)')
@@ -103,7 +104,7 @@ def node_commands(args) -> Dict[str, List[str]]:
                     'checkpoint_dir': str(loop), 'log_dir': str(loop / 'runs'), 'config': args.config,
                     'preset': args.preset, 'seed': args.seed, 'total_timesteps': args.total_timesteps},
         'loop_monitor': {'loop_dir': str(loop), 'interface_file': args.interface_file, 'eval_env': eval_env or '',
-                         'eval_episodes': args.eval_episodes,
+                         'eval_episodes': args.eval_episodes, 'confirmations': args.confirmations,
                          'threshold': args.threshold, 'until_balanced': args.until_balanced,
                          'max_minutes': args.max_minutes, 'print_period_s': args.print_period,
                          'eval_period_s': args.eval_period},
@@ -215,7 +216,7 @@ def report(args) -> dict:
         try:
             final = evaluate_policy(load_policy(newest, interface=interface), eval_env, args.eval_episodes)
             rows.append(('final evaluated return', f'{final:.1f} ({args.eval_episodes} deterministic episodes '
-                                                     f'in {eval_env}, {newest.name})'))
+                                                     f'in {eval_env}, the newest checkpoint {newest.name})'))
         except DeployError as err:
             rows.append(('final evaluated return', f'not evaluated: {err}'))
     elif newest is None:
@@ -226,6 +227,10 @@ def report(args) -> dict:
         rows.append(('first checkpoint evaluated >= threshold',
                      f'{Path(solved[2]).name} (update {solved[1]}): {solved[3]:.1f}, evaluated at '
                      f'{int(t // 60)} min {int(t % 60)} s'))
+    best = summary.get('best')
+    if best is not None and (loop / 'best_policy.pt').is_file():
+        rows.append(('best policy (deploy this one)', f"{loop / 'best_policy.pt'}: {Path(best[2]).name} "
+                                                       f"(update {best[1]}), evaluated {best[3]:.1f}"))
     sim, actor, learner = summary.get('sim', {}), summary.get('actor', {}), summary.get('learner', {})
     if sim.get('steps'):
         held, steps = int(sim.get('held_steps', 0)), int(sim['steps'])

@@ -10,8 +10,11 @@ the evaluations, the actor's and the simulator's counters) for the final report 
 
 With ``eval_env`` set, the newest checkpoint is evaluated in that Gymnasium env (deterministic,
 ``eval_episodes``, through the deploy loader the actor uses) whenever a training episode
-returns at least ``threshold`` and every ``eval_period_s``; with ``until_balanced`` the monitor
-exits (status 0) once an evaluation reaches ``threshold``. ``max_minutes`` ends it (status 0)
+returns at least ``threshold``, every ``eval_period_s``, and at once for each new checkpoint
+after a good evaluation; with ``until_balanced`` the monitor exits (status 0) once
+``confirmations`` checkpoints in a row evaluate at ``threshold`` or more (one good
+evaluation of an early, still unstable policy is not enough). The best-evaluated checkpoint
+is kept as ``<loop_dir>/best_policy.pt`` (the learner deletes old checkpoints). ``max_minutes`` ends it (status 0)
 when the budget is spent. The learning loop's script stops the graph when the monitor exits.
 """
 
@@ -34,7 +37,8 @@ PARAMETERS = {
     'eval_episodes': (5, 'episodes per evaluation'),
     'eval_period_s': (120.0, 'evaluate the newest checkpoint at least this often (0: only after good episodes)'),
     'threshold': (900.0, 'a return that counts as solved'),
-    'until_balanced': (False, 'exit once an evaluation reaches threshold'),
+    'until_balanced': (False, 'exit once `confirmations` evaluations in a row reach threshold'),
+    'confirmations': (2, 'consecutive checkpoints that must evaluate at threshold or more'),
     'max_minutes': (0.0, 'exit after this long (0: no limit)'),
     'print_period_s': (15.0, 'period of the progress line'),
     'learner_name': ('learner', 'node name of the learner (its ~/progress and ~/checkpoints)'),
@@ -67,6 +71,8 @@ class LoopMonitorNode(Node):
         self._last_eval = time.monotonic()
         self._evaluated = set()
         self._done_reason = ''
+        self._streak = 0
+        self._best = float('-inf')
         self.interface = None
         if p['eval_env']:
             from robot_training.data.interface import load_interface
@@ -134,9 +140,28 @@ class LoopMonitorNode(Node):
             self.summary['evaluations'].append([self._t(), step, path, value])
         self.get_logger().info(f'evaluated {Path(path).name} (update {step}, {why}): mean return {value:.1f} '
                                f"over {self.p['eval_episodes']} deterministic episodes")
-        if self.p['until_balanced'] and value >= self.p['threshold']:
-            self._done_reason = f'solved: evaluated return {value:.1f} >= {self.p["threshold"]:g}'
+        if value > self._best:
+            self._keep_best(path, step, value)
+        self._streak = self._streak + 1 if value >= self.p['threshold'] else 0
+        if self.p['until_balanced'] and self._streak >= max(1, self.p['confirmations']):
+            self._done_reason = (f'solved: {self._streak} checkpoints in a row evaluated at '
+                                 f'{self.p["threshold"]:g} or more (last {value:.1f})')
         self._eval_busy.clear()
+
+    def _keep_best(self, path: str, step: int, value: float) -> None:
+        import shutil
+
+        from robot_training.utils.files import atomic_write
+
+        try:
+            with open(path, 'rb') as src, atomic_write(self.loop_dir / 'best_policy.pt') as dst:
+                shutil.copyfileobj(src, dst)
+        except OSError as err:  # pruned by the learner meanwhile
+            self.get_logger().warning(f'could not keep {path} as the best policy: {err}')
+            return
+        self._best = value
+        with self.lock:
+            self.summary['best'] = [self._t(), step, path, value]
 
     # ---------------------------------------------------------------- output
     def line(self) -> str:
@@ -171,7 +196,9 @@ class LoopMonitorNode(Node):
             f.write(text)
 
     def _check(self) -> None:
-        if self.interface is not None and self.p['eval_period_s'] > 0 \
+        if self.interface is not None and self._streak > 0:
+            self._evaluate_newest('to confirm the last good evaluation')
+        elif self.interface is not None and self.p['eval_period_s'] > 0 \
                 and time.monotonic() - self._last_eval >= self.p['eval_period_s']:
             self._evaluate_newest(f"every {self.p['eval_period_s']:g} s")
         if not self._done_reason and self.p['max_minutes'] > 0 \
