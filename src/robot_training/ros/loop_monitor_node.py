@@ -71,6 +71,7 @@ class LoopMonitorNode(Node):
         self._last_eval = time.monotonic()
         self._evaluated = set()
         self._done_reason = ''
+        self._eval_thread = None
         self._streak = 0
         self._best = float('-inf')
         self.interface = None
@@ -123,7 +124,8 @@ class LoopMonitorNode(Node):
         self._evaluated.add(path)
         self._eval_busy.set()
         self._last_eval = time.monotonic()
-        threading.Thread(target=self._evaluate, args=(path, step, why), daemon=True).start()
+        self._eval_thread = threading.Thread(target=self._evaluate, args=(path, step, why), daemon=True)
+        self._eval_thread.start()
 
     def _evaluate(self, path: str, step: int, why: str) -> None:
         from robot_training.deploy import DeployError, load_policy
@@ -212,6 +214,9 @@ class LoopMonitorNode(Node):
 
 def main(args=None) -> None:
     def cleanup(node, cause):
+        thread = getattr(node, '_eval_thread', None)
+        if thread is not None:  # a thread still inside torch when Python exits aborts the process
+            thread.join(timeout=120)
         if not node.summary['stopped']:
             node.summary['stopped'] = cause
         print(node.line(), flush=True)
