@@ -291,9 +291,7 @@ def mode_budget(cfg, args) -> int:
         if args.data:
             return int(steps or cfg.dreamer.offline_updates)
         return int(steps or DREAMER_ONLINE_STEPS)
-    if mode == "online":
-        return int(steps or 0)
-    return int(steps or 0)
+    return int(steps or 0)  # online: 0 runs until stopped
 
 
 #: env steps of --mode dreamer online when no budget is given

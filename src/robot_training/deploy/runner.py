@@ -221,8 +221,7 @@ class ActTrigger:
             return False
         if not self.wait_for_observation or latest_stamp_ns is None \
                 or latest_stamp_ns >= now_ns - self.period_ns // 2:
-            if self.pending_ns is not None:
-                self.pending_ns = None
+            self.pending_ns = None
             return True
         if self.pending_ns is not None:
             self.missed += 1

@@ -26,11 +26,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Union
 
 import numpy as np
 
-from robot_training.data.bag_dataset import BagError, load_bag_dataset
+from robot_training.data.bag_dataset import BagError, bag_content_key, load_bag_dataset
 from robot_training.data.interface import InterfaceError
 from robot_training.data.trajectory import Trajectory
 from robot_training.recording.recorder import list_episode_dirs, read_sidecar
@@ -68,17 +68,6 @@ class FeedEpisode:
         return int(reported) if reported is not None else self.steps
 
 
-def _files_key(path: Path) -> Tuple:
-    out = []
-    for f in sorted(path.iterdir()):
-        try:
-            st = f.stat()
-        except OSError:
-            continue
-        out.append((f.name, st.st_size, st.st_mtime_ns))
-    return tuple(out)
-
-
 class EpisodeFeed:
     def __init__(self, dataset_dir: Union[str, os.PathLike], interface, *, cache: bool = True,
                  min_steps: int = 1):
@@ -90,9 +79,9 @@ class EpisodeFeed:
         """Episodes handed out so far: bag folder name → steps."""
         self.problems: Dict[str, str] = {}
         """Bags skipped, with the reason (reported once each)."""
-        self._problem_keys: Dict[str, Tuple] = {}
+        self._problem_keys: Dict[str, dict] = {}
 
-    def _problem(self, name: str, key: Tuple, text: str) -> None:
+    def _problem(self, name: str, key: dict, text: str) -> None:
         if self._problem_keys.get(name) == key:
             return
         self._problem_keys[name] = key
@@ -112,18 +101,18 @@ class EpisodeFeed:
             has_metadata = (folder / "metadata.yaml").is_file()
             newest = i == len(folders) - 1
             if status == "failed":
-                self._problem(name, _files_key(folder), f"the recorder failed while writing it "
+                self._problem(name, bag_content_key(folder), f"the recorder failed while writing it "
                                                          f"({record.get('error', 'no detail')}); run `bags repair {folder}`")
                 continue
             if not has_metadata or (record and status not in FINISHED):
                 if not newest and not has_metadata:
-                    self._problem(name, _files_key(folder), f"unfinished (its recorder was stopped or killed); "
+                    self._problem(name, bag_content_key(folder), f"unfinished (its recorder was stopped or killed); "
                                                              f"run `bags repair {folder}` to recover it")
                 continue  # still being written, or waiting for a repair
             try:
                 trajectories = load_bag_dataset(folder, self.interface, cache=self.cache, min_steps=self.min_steps)
             except (BagError, InterfaceError, OSError) as exc:
-                self._problem(name, _files_key(folder), str(exc))
+                self._problem(name, bag_content_key(folder), str(exc))
                 continue
             self.problems.pop(name, None)
             episode = FeedEpisode(name, folder, trajectories, record)
