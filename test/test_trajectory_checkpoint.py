@@ -140,3 +140,73 @@ def test_interface_fingerprint_travels_with_trajectories(tmp_path):
     back[1].interface_fingerprint = "e" * 64
     with pytest.raises(TrajectoryError, match="2 different interface descriptions"):
         common_interface_fingerprint(back)
+
+
+class _RunsCode:
+    """Unpickling this object would create ``marker``: a stand-in for a malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def _malicious_files(tmp_path):
+    """A torch.save zip that looks like ours and a bare protocol-2 pickle, both with code inside."""
+    marker = tmp_path / "pwned"
+    as_zip = tmp_path / "policy_ppo_step1.pt"
+    torch.save({"format": "robot_training.checkpoint", "format_version": 1, "kind": "ppo",
+                "model": _RunsCode(marker)}, as_zip)
+    as_pickle = tmp_path / "bare_pickle.pt"
+    as_pickle.write_bytes(pickle.dumps(_RunsCode(marker), protocol=2))
+    return marker, [as_zip, as_pickle]
+
+
+def _assert_safe_refusal(message, path, marker):
+    assert str(path) in message and "not a safe checkpoint" in message
+    assert "weights_only=False" not in message.replace(" ", "") and "False" not in message
+    assert len(message.strip().splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_malicious_checkpoint_is_refused_on_every_load_path_without_advice_to_unsafe_load(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from robot_training.deploy.policy import DeployError, load_policy
+    from robot_training.policies.train_policy import PolicyTrainer
+
+    marker, files = _malicious_files(tmp_path)
+    for path in files:
+        with pytest.raises(CheckpointError) as exc:
+            load_checkpoint(path)
+        _assert_safe_refusal(str(exc.value), path, marker)
+        with pytest.raises(CheckpointError) as exc:
+            PolicyTrainer("ppo", checkpoint_dir=tmp_path / "run").load(path)
+        _assert_safe_refusal(str(exc.value), path, marker)
+        with pytest.raises(DeployError) as exc:
+            load_policy(path)
+        _assert_safe_refusal(str(exc.value), path, marker)
+    assert "it references exec" in _message_of(files[0])  # names what it would have run
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-m", "robot_training.train", "--mode", "policy", "--algorithm", "ppo",
+                          "--env", "CartPole-v1", "--checkpoint-dir", str(tmp_path / "run"), "--no-progress",
+                          "--resume", str(files[0])],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    _assert_safe_refusal(out.stderr, files[0], marker)
+    assert out.stderr.startswith("train: error: ")
+
+
+def _message_of(path):
+    try:
+        load_checkpoint(path)
+    except CheckpointError as exc:
+        return str(exc)
+    raise AssertionError(f"{path} loaded")

@@ -22,7 +22,9 @@ import hashlib
 import os
 import pickle
 import random
+import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -94,14 +96,16 @@ def load_checkpoint(
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors and plain values "
-            f"(weights_only=True): {str(exc).splitlines()[0]}"
-        ) from None
+        if "GLOBAL" not in str(exc) and not _looks_like_pickle(path):
+            raise CheckpointError(f"{path}: not a readable checkpoint (neither a PyTorch file nor a pickle)") from None
+        raise CheckpointError(_refusal(path, str(exc))) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign bytes
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                              f"{_first_line(str(exc))})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a robot_training checkpoint (no '{FORMAT}' header)")
     if data.get("format_version", 0) > FORMAT_VERSION:
@@ -116,6 +120,31 @@ def load_checkpoint(
                 f"{path}: is a '{data.get('kind')}' checkpoint, expected {' or '.join(kinds)}"
             )
     return data
+
+
+def _refusal(path: Path, torch_message: str) -> str:
+    """One line for a file the safe unpickler refused.
+
+    PyTorch's own message advises retrying without the safe unpickler; that advice is never
+    passed on: a checkpoint that needs it is not one this library wrote, and loading it could
+    run arbitrary code. Only the name of what it tried to import is kept.
+    """
+    found = re.search(r"GLOBAL ([\w.]+)", torch_message)
+    what = f"it references {found.group(1)}" if found else "it is not a checkpoint of tensors and plain values"
+    return (f"{path}: not a safe checkpoint, refused without running any of it ({what}; "
+            f"robot_training checkpoints hold only tensors and plain values)")
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    """A zip archive (torch.save) or a pickle of protocol 2 or later (PROTO opcode first)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK") or head[:1] == b"\x80"
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 def file_sha256(path: Union[str, os.PathLike]) -> str:
