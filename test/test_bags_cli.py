@@ -107,3 +107,75 @@ def test_module_entry_point_exit_codes(bag, tmp_path):
     usage = subprocess.run([sys.executable, "-m", "robot_training.bags", "frobnicate"],
                            capture_output=True, text=True, env=env, timeout=120)
     assert usage.returncode == 2
+
+
+RECORD_THEN_HANG = """
+import sys, time
+sys.path.insert(0, {src!r})
+from robot_training.recording import DatasetRecorder, RecorderConfig, RecordingTypestore
+ts = RecordingTypestore()
+Float = ts.store.types['std_msgs/msg/Float64']
+rec = DatasetRecorder(RecorderConfig(dataset_dir={dataset!r}, flush_period_s=0.0), typestore=ts)
+rec.start()
+t = 10**9
+for ep in range(4):
+    for i in range(30):
+        raw = bytes(ts.store.serialize_cdr(Float(data=ep * 100.0 + i), 'std_msgs/msg/Float64'))
+        rec.write('/obs', 'std_msgs/msg/Float64', raw, t)
+        t += 10**7
+    if ep < 3:
+        rec.split()
+rec.flush()
+print('READY', flush=True)
+time.sleep(120)
+"""
+
+
+def test_info_lists_finished_episodes_and_marks_the_unfinished_one_for_repair(tmp_path):
+    """A recorder SIGKILLed inside its 4th episode: info lists the three finished bags, names the
+    unfinished one with the exact command that repairs it, exits 0; --strict refuses; the
+    printed command works and afterwards all four bags are listed."""
+    import shlex
+    import signal
+
+    dataset = tmp_path / "ds"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([sys.executable, "-c", RECORD_THEN_HANG.format(src=env["PYTHONPATH"].split(os.pathsep)[0],
+                                                                          dataset=str(dataset))],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    unfinished = dataset / "episode_000004"
+    assert not (unfinished / "metadata.yaml").exists()
+
+    def info(*extra):
+        return subprocess.run([sys.executable, "-m", "robot_training.bags", "info", str(dataset), *extra],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    out = info()
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    for i in (1, 2, 3):
+        header = next(line for line in out.stdout.splitlines() if line.startswith(str(dataset / f"episode_00000{i}")))
+        assert header.endswith("1 topics, 30 messages"), header
+    (mark,) = [line for line in out.stdout.splitlines() if "NEEDS REPAIR" in line]
+    assert mark.startswith(f"{unfinished}: NEEDS REPAIR: unfinished")
+    assert f"{dataset}: 3 bags readable, 1 needs repair" in out.stdout
+
+    strict = info("--strict")
+    assert strict.returncode == 1 and "episode_000004" in strict.stderr and "bags repair" in strict.stderr
+    assert len(strict.stderr.strip().splitlines()) == 1 and "Traceback" not in strict.stderr
+
+    command = shlex.split(mark.split("repair it with: ", 1)[1])
+    assert command[:3] == ["python", "-m", "robot_training.bags"]
+    repaired = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, env=env, timeout=120)
+    assert repaired.returncode == 0, repaired.stderr
+    after = info("--strict")
+    assert after.returncode == 0, after.stderr
+    assert "NEEDS REPAIR" not in after.stdout
+    header = next(line for line in after.stdout.splitlines() if line.startswith(str(unfinished)))
+    assert header.endswith("1 topics, 30 messages"), header  # flush_period 0: every message was on disk

@@ -2,7 +2,7 @@
 
 ::
 
-    bags info PATH                                  topics, types, counts, rates, gaps, episodes
+    bags info PATH [--strict]                       topics, types, counts, rates, gaps, episodes
     bags repair PATH                                rebuild a bag whose recorder was killed
     bags export PATH --interface YAML -o out.npz    bags → trajectories file (load_trajectories)
 
@@ -12,6 +12,10 @@ gap every interval longer than 1.8 × the topic's median period. ``export`` writ
 trajectories with :func:`robot_training.data.trajectory.save_trajectories` and the interface
 description (with its fingerprint) next to them as ``<out>.interface.yaml``.
 
+In a folder of bags, ``info`` lists every readable bag and marks each unfinished (no
+``metadata.yaml``) or unreadable one as needing repair, with the command that repairs it;
+``--strict`` refuses such a dataset instead.
+
 Bad input prints one line on stderr and exits with status 1 (2 for bad arguments).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -89,12 +94,37 @@ def _topic_rows(bag: Path):
     return rows, sorted(events)
 
 
-def cmd_info(args) -> int:
-    from robot_training.data.bag_dataset import _read_sidecar, find_bags
+REPAIR_COMMAND = "python -m robot_training.bags repair"
 
-    bags = find_bags(args.path)
-    for bag in bags:
-        rows, events = _topic_rows(bag)
+
+def cmd_info(args) -> int:
+    """Every readable bag in full; each unfinished or unreadable one in one line that says how
+    to repair it (``--strict``: the first such bag is an error)."""
+    from robot_training.data.bag_dataset import BagError, _read_sidecar, find_bags
+
+    unfinished: Optional[List[Path]] = None if args.strict else []
+    try:
+        bags = find_bags(args.path, unfinished)
+    except BagError:
+        if not unfinished:
+            raise
+        bags = []  # only unfinished bags: each is listed below
+    needs_repair = {bag: "unfinished (no metadata.yaml: its recorder stopped before finishing it)"
+                    for bag in unfinished or []}
+    readable = 0
+    for bag in sorted([*bags, *needs_repair]):
+        if bag in needs_repair:
+            _print_needs_repair(bag, needs_repair[bag])
+            continue
+        try:
+            rows, events = _topic_rows(bag)
+        except BagError as exc:
+            if args.strict or len(bags) == 1 and not needs_repair:
+                raise
+            needs_repair[bag] = str(exc).removeprefix(f"{bag}: ")
+            _print_needs_repair(bag, needs_repair[bag])
+            continue
+        readable += 1
         total = sum(r["count"] for r in rows)
         print(f"{bag}: {len(rows)} topics, {total} messages")
         width = max([len(r["topic"]) for r in rows] + [5])
@@ -116,7 +146,16 @@ def cmd_info(args) -> int:
             print(f"  episode.yaml: {text}")
         if not events and not sidecar:
             print("  episodes: none recorded (the bag is one episode)")
+    if needs_repair:
+        print(f"{args.path}: {readable} bag{'s' * (readable != 1)} readable, {len(needs_repair)} "
+              f"need{'s' * (len(needs_repair) == 1)} repair (listed above with the command)")
+    if not readable:
+        raise CommandError(f"{args.path}: no readable bag; repair the ones listed above first")
     return 0
+
+
+def _print_needs_repair(bag: Path, reason: str) -> None:
+    print(f"{bag}: NEEDS REPAIR: {reason}; repair it with: {REPAIR_COMMAND} {shlex.quote(str(bag))}")
 
 
 # ----------------------------------------------------------------------------- repair
@@ -172,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="topics, types, counts, rates, gaps and episodes")
     p.add_argument("path")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a dataset with an unfinished or unreadable bag (default: list it as needing repair)")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("repair", help="rebuild a bag whose writer was killed")
     p.add_argument("path")
