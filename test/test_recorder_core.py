@@ -285,3 +285,47 @@ def test_messages_of_an_ended_episode_that_arrive_after_its_end_stay_in_its_bag(
     assert read_values(ts, first)['/reward'] == [1.0]
     assert read_values(ts, second)['/obs'] == [100.0]
     rec.stop()
+
+
+def test_episode_boundaries_are_not_gaps_in_the_session_counters(tmp_path, ts):
+    """A normal run: a simulator pauses 0.3 s between an END and its next episode, its last
+    observation can arrive after the END, some resets come before the START is published. The
+    session counters (what ~/status reports) count only the one real gap (5 lost messages in
+    episode 2), on the header-stamped and on the receive-time topic alike."""
+    now = [0]
+    rec = DatasetRecorder(RecorderConfig(dataset_dir=str(tmp_path / 'ds')), clock=lambda: now[0])
+    rec.start()
+    period = 10_000_000
+    t = 10**9
+    for ep in range(4):
+        stamps = [t + i * period for i in range(40)]
+        if ep == 1:
+            del stamps[20:25]  # a real gap: the only one
+        if ep != 3:
+            rec.write('/episode_event', EVENT, event_raw(ts, ep, 0, stamp=stamps[0]), stamps[0], stamps[0])
+        for i, s in enumerate(stamps):
+            late = ep == 2 and i == len(stamps) - 1  # overtaken by the END below
+            if not late:
+                rec.write('/imu', 'sensor_msgs/msg/Imu', imu_raw(ts, s), s + 10**6, s)
+            rec.write('/cmd', 'std_msgs/msg/Float64', float_raw(ts, float(i)), s + 2 * 10**6)
+        end = stamps[-1]
+        rec.write('/episode_event', EVENT, event_raw(ts, ep, 1 if ep % 2 else 2, length=len(stamps), stamp=end),
+                  end + 3 * 10**6, end)
+        if ep == 2:
+            rec.write('/imu', 'sensor_msgs/msg/Imu', imu_raw(ts, end), end + 4 * 10**6, end)
+        if ep == 3:  # a quiet end: the bag closes after end_grace_s, then the robot resumes
+            now[0] = 10**12
+            rec.flush()
+        t = end + 30 * period  # 0.3 s reset pause
+        now[0] = 0 if ep < 3 else now[0]
+    rec.write('/imu', 'sensor_msgs/msg/Imu', imu_raw(ts, t), t + 10**6, t)
+    rec.write('/cmd', 'std_msgs/msg/Float64', float_raw(ts, 0.0), t + 2 * 10**6)
+    status = rec.status()['topics']
+    rec.stop()
+    assert len(rec.closed_episodes) == 5
+    assert status['/imu']['gaps'] == 1 and status['/imu']['missing_estimate'] == 5, status['/imu']
+    assert status['/cmd']['gaps'] == 1 and status['/cmd']['missing_estimate'] == 5, status['/cmd']
+    assert status['/imu']['rate_hz'] == pytest.approx(100.0) and status['/cmd']['rate_hz'] == pytest.approx(100.0)
+    per_episode = [r['topics']['/imu']['gaps'] for r in rec.closed_episodes[:4]]
+    assert per_episode == [0, 1, 0, 0]
+    assert [r['topics']['/imu']['written'] for r in rec.closed_episodes[:4]] == [40, 35, 40, 40]

@@ -287,16 +287,16 @@ class DatasetRecorder:
             if total is None:
                 total = self.totals[topic] = self._new_stats(topic, msgtype)
                 self._topic_types.setdefault(topic, msgtype)
+            if self._recording and self._ending is not None:
+                has_stamp = stamp_ns is not None and self.typestore.has_header(msgtype)
+                t = stamp_ns if has_stamp else receive_ns
+                if t > self._ending[0] or self.clock() >= self._ending[1]:
+                    self._close_episode(self._ending[2])  # before counting: this message is the next episode's
             total.on_received(receive_ns, stamp_ns)
             if not self._recording:
                 total.on_dropped()
                 return False
             event = None
-            if self._ending is not None:
-                has_stamp = stamp_ns is not None and self.typestore.has_header(msgtype)
-                t = stamp_ns if has_stamp else receive_ns
-                if t > self._ending[0] or self.clock() >= self._ending[1]:
-                    self._close_episode(self._ending[2])
             if topic == self.config.episode_event_topic and msgtype == EPISODE_EVENT_TYPE:
                 event = self._decode_event(raw)
                 if (event is not None and event['event'] == EVENT_START
@@ -337,6 +337,7 @@ class DatasetRecorder:
         ep.episode_id = event['episode_id']
         if event['event'] == EVENT_START:
             ep.started_by_event = True
+            self._mark_boundary()  # a robot may pause again between its reset and the START
         if event['event'] in (EVENT_END, EVENT_RESET):
             ep.episode_return = event['episode_return']
             ep.length = event['length']
@@ -435,10 +436,17 @@ class DatasetRecorder:
             raise err
         finally:
             self._bag = self._episode = None
+        if cause in ('end', 'reset'):
+            self._mark_boundary()
         self.closed_episodes.append(record)
         if self.on_episode_closed is not None:
             self.on_episode_closed(record)
         return record
+
+    def _mark_boundary(self) -> None:
+        """Episode boundary: the session counters do not count the pause to the next message as a gap."""
+        for stats in self.totals.values():
+            stats.mark_boundary()
 
     def _fail(self, err: Exception, already_closed: bool = False) -> None:
         """Stop after a write error; the broken bag is left for repair_bag, marked failed."""

@@ -5,6 +5,10 @@ expected period. The period is ``1 / expected_rate_hz`` when the rate is known (
 the interface's control rate), otherwise the median of the recent intervals. Intervals are
 taken from the header stamps when the messages have them, else from the receive times.
 ``missing`` estimates how many messages the gaps swallowed.
+
+The interval that spans an episode boundary (the simulator or robot pausing between an END
+and the next episode) is not a gap: :meth:`TopicStats.mark_boundary` makes the next interval
+of the topic count for nothing, neither as a gap nor for the median.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class TopicStats:
     bytes_written: int = 0
     _last_t: Optional[int] = field(default=None, repr=False)
     _intervals: deque = field(default_factory=lambda: deque(maxlen=MEDIAN_WINDOW), repr=False)
+    _boundary: bool = field(default=False, repr=False)
 
     def on_received(self, receive_ns: int, stamp_ns: Optional[int] = None) -> None:
         """Count one arrival and check the interval since the previous one."""
@@ -42,13 +47,22 @@ class TopicStats:
         t = stamp_ns if stamp_ns else receive_ns
         last, self._last_t = self._last_t, t
         if last is None or t <= last:
+            if last is None:
+                self._boundary = False
             return
         dt = t - last
+        if self._boundary:  # the pause between two episodes
+            self._boundary = False
+            return
         period = self.expected_period_ns()
         if period and dt > self.gap_factor * period:
             self.gaps += 1
             self.missing += max(0, round(dt / period) - 1)
         self._intervals.append(dt)
+
+    def mark_boundary(self) -> None:
+        """An episode ended: the interval to this topic's next message is not a gap."""
+        self._boundary = True
 
     def on_written(self, nbytes: int) -> None:
         self.written += 1
