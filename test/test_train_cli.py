@@ -153,3 +153,47 @@ def test_supervised_from_bags_through_the_interface(tmp_path, capsys):
     assert train.main(["--mode", "supervised", "--data", str(tmp_path / "small.yaml"),
                        "--interface", str(iface)]) == 2
     assert "--interface applies to bags" in capsys.readouterr().err
+
+
+def test_ctrl_c_twice_saves_a_checkpoint_that_resume_continues(tmp_path):
+    """Two SIGINTs within milliseconds (ros2 launch plus a terminal) on `train --mode policy`:
+    it stops at the next update, saves, prints one line naming the checkpoint, exits 0; --resume
+    continues from exactly that step."""
+    import re
+
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(
+        "policy: {hidden_dim: 32, num_envs: 2, num_steps: 128, update_epochs: 2, num_minibatches: 2}\n"
+        "training: {checkpoint_every: 512, eval_episodes: 1, tensorboard: false, torch_threads: 1}\n")
+    common = ["--mode", "policy", "--algorithm", "ppo", "--env", "CartPole-v1", "--config", str(cfg),
+              "--checkpoint-dir", str(tmp_path), "--no-progress", "--seed", "4"]
+    ckpt_dir = tmp_path / "policies" / "checkpoints" / "ppo"
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "robot_training.train", *common, "--total-timesteps", "10000000"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not list(ckpt_dir.glob("policy_ppo_step*.pt")):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        periodic = max(int(re.search(r"step(\d+)", p.name).group(1)) for p in ckpt_dir.glob("policy_ppo_step*.pt"))
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "interrupted" not in err, err
+    found = re.search(r"^train: stopped at step (\d+): saved checkpoint (\S+)$", err, re.M)
+    assert found, err
+    step, path = int(found.group(1)), Path(found.group(2))
+    assert step >= periodic and step % 256 == 0
+    assert _state(path)["num_timesteps"] == step
+    assert not (ckpt_dir / "policy_ppo_final.pt").exists()
+    out = run_cli([*common, "--resume", str(path), "--total-timesteps", str(step + 256)], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"at step {step}" in out.stdout
+    assert _state(ckpt_dir / "policy_ppo_final.pt")["num_timesteps"] == step + 256

@@ -106,3 +106,58 @@ def test_budget_of_every_mode_and_the_step_of_checkpoint_names():
              for name in ('dreamer_200', 'policy_ppo_step000000128', 'dreamer_online_000000050', 'dreamer_final')}
     assert steps == {'dreamer_200': '200', 'policy_ppo_step000000128': '128', 'dreamer_online_000000050': '50',
                      'dreamer_final': None}
+
+
+def _wait_for_line(proc, predicate, timeout: float) -> str:
+    import queue
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = proc.queue.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line is None:
+            raise AssertionError('the node exited:\n' + '\n'.join(proc.lines))
+        if predicate(line):
+            return line
+    raise AssertionError(f'timed out after {timeout} s:\n' + '\n'.join(proc.lines))
+
+
+def test_sigint_twice_stops_an_offline_run_cooperatively_and_saves(tmp_path, procs):
+    """Ctrl-C as ros2 launch plus a terminal deliver it (two SIGINTs within milliseconds) on a
+    running PPO run: the training thread stops at its next update, saves a checkpoint that loads
+    with weights_only and holds the step it names, the node says so in one line and exits 0."""
+    import re
+    import signal
+    import time
+
+    from robot_training.checkpoint import load_checkpoint
+
+    cfg = yaml.safe_load(small_config(tmp_path).read_text())
+    cfg['training']['checkpoint_every'] = 0  # the only checkpoint is the one saved at the stop
+    (tmp_path / 'small.yaml').write_text(yaml.safe_dump(cfg))
+    trainer = procs.start(node_cmd('trainer_node', 'mode:=policy', 'algorithm:=ppo',
+                                   f'config:={tmp_path / "small.yaml"}', 'total_timesteps:=10000000',
+                                   f'checkpoint_dir:={tmp_path / "ckpt"}', 'progress_period_s:=0.2'))
+    _wait_for_line(trainer, lambda line: 'status running at step' in line, 120)
+    time.sleep(0.5)
+    trainer.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    trainer.send_signal(signal.SIGINT)
+    trainer.wait(timeout=60)
+    trainer.pump.join(timeout=5)
+    out = '\n'.join(trainer.lines)
+    assert trainer.returncode == 0, out
+    assert 'Traceback' not in out and 'terminate called' not in out and 'Aborted' not in out, out
+    saved = [line for line in trainer.lines if 'saved checkpoint' in line]
+    assert len(saved) == 1, out
+    found = re.search(r'stopped at step (\d+): saved checkpoint (\S+)$', saved[0])
+    assert found, saved[0]
+    path = Path(found.group(2))
+    assert path.parent == tmp_path / 'ckpt' / 'policies' / 'checkpoints' / 'ppo'
+    data = load_checkpoint(path, kind='ppo')
+    assert data['num_timesteps'] == int(found.group(1)) > 0
+    assert data['num_timesteps'] % (2 * 64) == 0  # stopped between two updates, not inside a rollout
+    assert [p.name for p in path.parent.glob('*.pt')] == [path.name]

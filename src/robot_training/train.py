@@ -12,14 +12,24 @@
 Modes are functions ``(cfg, args) -> [summary rows]`` in the :data:`MODES` registry. Bad input
 (unknown env, bad config key, missing checkpoint) prints one ``train: error:`` line and exits
 with status 2; a mode whose implementation is not in this installation exits with status 3.
+
+Ctrl-C or SIGTERM stops an offline run cooperatively (:func:`stop_between_updates`): at the
+next scalar the learner logs between two updates it raises :class:`TrainingStopped`, a policy
+run saves a checkpoint there (``policy_<algo>_step<N>.pt``, which ``--resume`` continues
+from), and the command prints one line naming what it saved and exits 0. Further signals
+within :data:`REPEAT_SIGNAL_S` (``ros2 launch`` and a terminal both forward Ctrl-C) are
+ignored; a later Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional
 
@@ -33,6 +43,66 @@ class UsageError(Exception):
 
 class ModeUnavailable(Exception):
     """A mode whose implementation is not part of this installation (exit status 3)."""
+
+
+class TrainingStopped(BaseException):
+    """A cooperative stop reached a safe point of an offline run, between two updates.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: learners' ``except Exception`` blocks let
+    it through and their ``finally`` blocks close environments and loggers. ``saved`` is the
+    checkpoint written at the stop (None where the mode cannot write one), ``step`` its step.
+    """
+
+    def __init__(self, saved: Optional[Path] = None, step: Optional[int] = None):
+        super().__init__("training stopped")
+        self.saved = saved
+        self.step = step
+
+
+#: scalars logged while experience is collected, not between two updates
+_MID_ROLLOUT_TAGS = ("charts/episodic_", "charts/eval")
+
+#: seconds after a stop signal during which further SIGINTs are ignored (the CLI)
+REPEAT_SIGNAL_S = 2.0
+
+
+@contextlib.contextmanager
+def stop_between_updates(stop: threading.Event):
+    """While active, once ``stop`` is set, the next scalar this thread logs between two updates
+    (any tag but episode returns and evaluations) raises :class:`TrainingStopped`, once."""
+    from robot_training.utils.logging import RunLogger
+
+    thread = threading.current_thread()
+    raised = []
+
+    def listener(tag: str, _value: float, _step: int) -> None:
+        if (stop.is_set() and not raised and threading.current_thread() is thread
+                and not tag.startswith(_MID_ROLLOUT_TAGS)):
+            raised.append(tag)
+            raise TrainingStopped()
+
+    RunLogger.add_listener(listener)
+    try:
+        yield
+    finally:
+        RunLogger.remove_listener(listener)
+
+
+def describe_stop(stopped: TrainingStopped, checkpoint_root: Path, since: float) -> str:
+    """One line: what a stopped run saved, or the newest checkpoint it had written."""
+    if stopped.saved is not None:
+        return f"stopped at step {stopped.step}: saved checkpoint {stopped.saved}"
+    newest = newest_checkpoint(checkpoint_root, since)
+    if newest is not None:
+        return f"stopped: this mode saves no checkpoint at a stop; the run's newest checkpoint is {newest}"
+    return "stopped: this mode saves no checkpoint at a stop and the run had written none yet"
+
+
+def newest_checkpoint(checkpoint_root, since: float) -> Optional[Path]:
+    """The newest ``*.pt`` under ``checkpoint_root`` written after ``since`` (unix time)."""
+    root = Path(checkpoint_root)
+    written = [p for p in root.rglob("*.pt") if p.is_file() and p.stat().st_mtime >= since - 1] if root.is_dir() else []
+    return max(written, key=lambda p: p.stat().st_mtime_ns) if written else None
 
 
 class Row(NamedTuple):
@@ -161,6 +231,10 @@ def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:
     check_env_id(env_id)
     budget = resolve_budget(cfg)
     trainer = PolicyTrainer(algorithm, env_id, config=cfg, env_name=env_id)
+    if not cfg.training.tensorboard:  # scalars in memory only: listeners (progress, a stop) still see them
+        from robot_training.utils.logging import RunLogger
+
+        trainer.logger = RunLogger(None)
     try:
         if args.resume:
             path = trainer.resume(None if args.resume is True else args.resume)
@@ -171,6 +245,11 @@ def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:
         metric = evaluate_policy(trainer, env_id, cfg.training.eval_episodes)
         if trainer.logger is not None:
             trainer.logger.scalar("eval/mean_return", metric, trainer.num_timesteps)
+    except TrainingStopped as stopped:  # between two updates: the state is whole, keep it
+        if trainer.algo is not None:
+            stopped.step = trainer.num_timesteps
+            stopped.saved = trainer.save(trainer.checkpoint_dir / f"policy_{algorithm}_step{stopped.step:09d}.pt")
+        raise
     finally:
         trainer.close()
     run_policy.last_trainer = trainer
@@ -383,9 +462,33 @@ def _user_errors():
             gymnasium.error.Error)
 
 
+@contextlib.contextmanager
+def _signals_stop(stop: threading.Event):
+    """SIGINT / SIGTERM set ``stop``; a SIGINT more than REPEAT_SIGNAL_S later interrupts."""
+    import signal
+
+    first = []
+
+    def on_signal(signum, _frame):
+        if not first:
+            first.append(time.monotonic())
+            stop.set()
+            print("train: stopping at the next update, then saving a checkpoint", file=sys.stderr, flush=True)
+        elif signum == signal.SIGINT and time.monotonic() - first[0] > REPEAT_SIGNAL_S:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     errors = _user_errors()
+    started = time.time()
     try:
         cfg = config_from_args(args)
         from robot_training.config import resolve_device
@@ -397,7 +500,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             torch.set_num_threads(cfg.training.torch_threads)
         if args.resume and args.mode == "all":
             raise UsageError("--resume works with a single --mode (policy or supervised)")
-        rows = MODES[args.mode](cfg, args)
+        if args.mode == "online":  # the loop stops itself on signals
+            rows = MODES[args.mode](cfg, args)
+        else:
+            stop = threading.Event()
+            with _signals_stop(stop), stop_between_updates(stop):
+                rows = MODES[args.mode](cfg, args)
+    except TrainingStopped as stopped:
+        print(f"train: {describe_stop(stopped, cfg.training.checkpoint_dir, started)}", file=sys.stderr, flush=True)
+        return 0
     except ModeUnavailable as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

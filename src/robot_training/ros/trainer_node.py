@@ -14,8 +14,11 @@ TensorBoard tag (followed through :meth:`RunLogger.add_listener`). Publishes on
 written under the checkpoint directory during the run, with its sha256 and the interface
 fingerprint stored in it. With ``exit_when_done`` the node exits after the final status
 (status 0 when finished, 1 when failed); otherwise it keeps publishing the final status.
-A signal stops the node at once; the training thread dies with the process (the checkpoints
-already written stay, as their writes are atomic).
+SIGINT or SIGTERM stops the run cooperatively (:func:`robot_training.train.stop_between_updates`):
+the training thread stops at its next update, a policy run saves ``policy_<algo>_step<N>.pt``
+there (``--resume`` continues from it), the node logs one line naming what it saved and exits
+0. A run that reaches no update within ``stop_timeout_s`` is left (the node exits 1, naming
+its newest checkpoint; every checkpoint on disk is whole, as the writes are atomic).
 
 ``mode:=online`` is the learner of the robot's learning loop (``train --mode online``): it
 follows the recorder's dataset folder (``data``), trains ``algorithm`` (dreamer or sac) on every
@@ -56,6 +59,7 @@ PARAMETERS = {
     'progress_period_s': (1.0, 'period of ~/progress'),
     'nice': (0, 'raise the process niceness by this much (a learner beside a robot\'s control loop: 10)'),
     'exit_when_done': (False, 'exit after publishing the final status'),
+    'stop_timeout_s': (60.0, 'on SIGINT / SIGTERM, wait this long for the run to reach an update and save'),
 }
 
 STEP_RE = re.compile(r'(?:step|_)0*(\d+)$')
@@ -170,6 +174,9 @@ class TrainerNode(Node):
         self.run_id = p['run_id'] or (f"{self.cfg.training.env.replace('/', '_')}__{self.mode}__"
                                       f"{self.algorithm}__{int(time.time())}")
         self.exit_when_done = bool(p['exit_when_done'])
+        self.stop_timeout_s = float(p['stop_timeout_s'])
+        self.stopped_line = ''
+        """What a stopped offline run saved (set by the worker, printed at shutdown)."""
         self.progress_pub = self.create_publisher(TrainingProgress, '~/progress', 10)
         self.checkpoint_pub = self.create_publisher(Checkpoint, '~/checkpoints', 10)
         self.create_timer(float(p['progress_period_s']), self._report)
@@ -187,6 +194,8 @@ class TrainerNode(Node):
     def _train(self) -> None:
         import torch
 
+        from robot_training.train import TrainingStopped, describe_stop, stop_between_updates
+
         if self.cfg.training.torch_threads > 0:
             torch.set_num_threads(self.cfg.training.torch_threads)
         try:
@@ -194,7 +203,11 @@ class TrainerNode(Node):
                 rows = self.mode_fn(self.cfg, self.args, stop=self.stop_event, on_checkpoint=self._announce,
                                     on_learner=self._set_learner)
             else:
-                rows = self.mode_fn(self.cfg, self.args)
+                with stop_between_updates(self.stop_event):
+                    rows = self.mode_fn(self.cfg, self.args)
+        except TrainingStopped as stopped:  # asked to stop: what the run holds is saved
+            self.stopped_line = describe_stop(stopped, self.run.checkpoint_root, self.run.started_wall)
+            self.run.finish()
         except BaseException as exc:  # reported as FAILED, never raised into the executor
             from robot_training.train import _user_errors
 
@@ -286,14 +299,27 @@ class TrainerNode(Node):
         if self._final_reports >= 3 and (self.exit_when_done or self.exit_code):  # the final status went out
             raise SystemExit(self.exit_code or (0 if snap['status'] == 'finished' else 1))
 
-    def stop_training(self, timeout: float = 60.0) -> None:
-        """Ask a cooperative run (online) to stop and wait for its last checkpoint."""
+    def stop_training(self, timeout: Optional[float] = None) -> None:
+        """Ask the run to stop at its next update, wait for what it saves, say what it saved."""
+        timeout = self.stop_timeout_s if timeout is None else timeout
         self.stop_event.set()
-        if self.mode == 'online' and self.worker.is_alive():
-            self.worker.join(timeout)
+        if not self.worker.is_alive():
+            return
+        self.worker.join(timeout)
+        if self.mode == 'online':
             last = getattr(self.learner, 'last_checkpoint', None)
             print(f'[{self.get_name()}] stopped: {self.learner.figures() if self.learner else {}}; '
                   f'latest checkpoint {last}', flush=True)
+            return
+        if self.worker.is_alive():  # inside a long step (data loading, evaluation): leave it
+            from robot_training.train import newest_checkpoint
+
+            newest = newest_checkpoint(self.run.checkpoint_root, self.run.started_wall)
+            print(f'[{self.get_name()}] the run reached no update within {timeout:g} s: exiting without a new '
+                  f'checkpoint (the run\'s newest: {newest or "none"})', flush=True)
+            import os
+            os._exit(1)  # a thread inside torch must not meet the interpreter's exit
+        print(f'[{self.get_name()}] {self.stopped_line or "training had already ended"}', flush=True)
 
     def destroy_node(self):
         from robot_training.utils.logging import RunLogger
