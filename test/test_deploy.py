@@ -74,6 +74,42 @@ def test_ppo_and_sac_load_and_act(ppo_path, interface, tmp_path):
         assert len(policy.sha256) == 64
 
 
+def test_numpy_actor_acts_as_the_trainer(ppo_path, interface, tmp_path):
+    """The deployed PPO/SAC actor is a NumPy copy of the trained one: the same mode for
+    observations far outside the normalisation and action ranges, the same sampling
+    distribution, and a clear error on a wrong-sized observation."""
+    from robot_training.policies.train_policy import PolicyTrainer
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(0.0, 5.0, (300, 4)).astype(np.float32)
+    for kind, path in (("ppo", ppo_path), ("sac", tiny_policy(tmp_path, "sac", steps=100))):
+        trainer = PolicyTrainer(kind).load(path, load_replay=False)
+        policy = load_policy(path, interface=interface)
+        assert policy.backend == "numpy"
+        got = np.stack([policy.act(o) for o in obs])
+        np.testing.assert_allclose(got[:, 0], trainer.predict(obs, deterministic=True)[:, 0], atol=1e-5)
+        sampling = load_policy(path, interface=interface, deterministic=False)
+        torch.manual_seed(0)
+        ref = trainer.predict(np.repeat(obs[:1], 4000, 0), deterministic=False)[:, 0]
+        mine = np.array([sampling.act(obs[0])[0] for _ in range(4000)])
+        assert abs(mine.mean() - ref.mean()) < 0.1 * max(ref.std(), 1e-3) + 1e-3
+        assert abs(mine.std() - ref.std()) < 0.1 * max(ref.std(), 1e-3) + 1e-3
+        with pytest.raises(ValueError, match="expected \\(4,\\)"):
+            policy.act(np.zeros(5, np.float32))
+
+
+def test_numpy_actor_refuses_layers_it_does_not_reproduce(ppo_path):
+    """An actor with a layer the NumPy copy does not know acts through PyTorch instead."""
+    from robot_training.deploy.numpy_actor import numpy_actor
+    from robot_training.policies.train_policy import PolicyTrainer
+
+    algo = PolicyTrainer("ppo").load(ppo_path, load_replay=False).algo
+    assert numpy_actor("ppo", algo) is not None
+    algo.model.actor.append(torch.nn.Dropout(0.1))
+    assert numpy_actor("ppo", algo) is None
+    assert numpy_actor("bc", algo) is None
+
+
 def test_bc_feed_forward_and_lstm(interface, tmp_path):
     obs = np.linspace(-0.1, 0.1, 4).astype(np.float32)
     mlp = load_policy(tiny_bc(tmp_path), interface=interface)

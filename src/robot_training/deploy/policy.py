@@ -6,7 +6,8 @@
     policy.reset()                      # at the start of every episode
     action = policy.act(observation)    # NumPy in, NumPy out; recurrent state kept inside
 
-Kinds: ``ppo``, ``sac`` (:class:`PolicyTrainer`), ``bc`` (feed-forward or LSTM,
+Kinds: ``ppo``, ``sac`` (:class:`PolicyTrainer`; continuous actors act through a NumPy copy of their
+layers, :mod:`robot_training.deploy.numpy_actor`), ``bc`` (feed-forward or LSTM,
 :class:`BehavioralCloning`) and ``dreamer`` (:class:`DreamerAgent`, agent or full trainer
 checkpoint). A ``world_model`` checkpoint has no actor and is refused, as are missing files,
 files that are not robot_training checkpoints, and checkpoints whose observation/action sizes
@@ -22,6 +23,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 
 from robot_training.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from robot_training.deploy.numpy_actor import numpy_actor
 
 PathLike = Union[str, os.PathLike]
 
@@ -40,8 +42,9 @@ class DeployedPolicy:
     def __init__(self, *, kind: str, path: Path, sha256: str, interface_fingerprint: Optional[str],
                  observation_shape: Any, action_dim: int, recurrent: bool,
                  act_fn: Callable[[Any, Any, bool], Tuple[np.ndarray, Any]],
-                 initial_state: Callable[[], Any], deterministic: bool = True):
+                 initial_state: Callable[[], Any], deterministic: bool = True, backend: str = "torch"):
         self.kind = kind
+        self.backend = backend  # "numpy": a frozen NumPy copy of the actor acts (deploy/numpy_actor.py)
         self.path = path
         self.sha256 = sha256
         self.interface_fingerprint = interface_fingerprint
@@ -102,11 +105,15 @@ def _load_policy_trainer(path: Path, kind: str, data: Dict[str, Any]):
         raise DeployError(f"{path}: {kind} policy with action space {act_space}: only continuous (Box) "
                           "actions can be deployed on an interface")
 
+    fast = numpy_actor(kind, trainer.algo)  # the actor's own layers in NumPy (None: not exact for this one)
+
     def act(obs, state, deterministic):
+        if fast is not None:
+            return fast(obs, deterministic), state
         return trainer.predict(np.asarray(obs, dtype=np.float32), deterministic=deterministic), state
 
     return dict(observation_shape=tuple(obs_space.shape), action_dim=int(act_space.shape[0]), recurrent=False,
-                act_fn=act, initial_state=lambda: None)
+                act_fn=act, initial_state=lambda: None, backend='numpy' if fast is not None else 'torch')
 
 
 def _load_bc(path: Path, kind: str, data: Dict[str, Any]):
