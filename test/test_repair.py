@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from mcap.records import Chunk
+from mcap.stream_reader import StreamReader
 from rosbags.rosbag2 import Reader
 
 from robot_training.recording import (
@@ -192,3 +195,78 @@ def test_clear_errors_for_unrepairable_input(tmp_path):
     # nothing was changed by a refused repair
     assert sorted(p.name for p in d.iterdir()) == ['header_only.mcap']
     assert not any(p.name.startswith('.') for p in tmp_path.iterdir())
+
+
+def _texts(n: int) -> list[str]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return [f'{i:06d} ' + rng.bytes(60).hex() for i in range(n)]  # barely compressible: a large chunk
+
+
+def one_chunk_bag_by_rosbags(folder: Path, texts: list[str]) -> Path:
+    """A bag written by rosbags' own MCAP writer (zstd), all of it in one chunk."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    String = store.types['std_msgs/msg/String']
+    writer = Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    writer.open()
+    conn = writer.add_connection('/text', 'std_msgs/msg/String', typestore=store)
+    for i, text in enumerate(texts):
+        writer.write(conn, 10**9 + i * 10**6, bytes(store.serialize_cdr(String(data=text), 'std_msgs/msg/String')))
+    writer.close()
+    return folder / f'{folder.name}.mcap'
+
+
+def one_chunk_bag_by_mcap(folder: Path, texts: list[str]) -> Path:
+    """The same with the mcap library's writer and lz4 chunks (rosbags writes zstd only)."""
+    from mcap.writer import CompressionType, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    String = store.types['std_msgs/msg/String']
+    folder.mkdir(parents=True)
+    path = folder / f'{folder.name}.mcap'
+    with open(path, 'wb') as f:
+        writer = Writer(f, chunk_size=10**8, compression=CompressionType.LZ4)
+        writer.start(profile='ros2', library='test')
+        schema = writer.register_schema('std_msgs/msg/String', 'ros2msg', b'string data')
+        channel = writer.register_channel('/text', 'cdr', schema)
+        for i, text in enumerate(texts):
+            raw = bytes(store.serialize_cdr(String(data=text), 'std_msgs/msg/String'))
+            writer.add_message(channel, log_time=10**9 + i * 10**6, data=raw, publish_time=10**9 + i * 10**6)
+        writer.finish()
+    return path
+
+
+@pytest.mark.parametrize('compression', ['zstd', 'lz4'])
+def test_cut_inside_the_only_chunk_recovers_the_messages_before_the_cut(tmp_path, compression):
+    """Truncated at 50 %, the file ends inside its one chunk: the part of the chunk's compressed
+    stream on disk is decoded as a stream and the complete messages in it are kept, in order,
+    byte for byte."""
+    from rosbags.typesys import Stores, get_typestore
+
+    texts = _texts(2000)
+    make = one_chunk_bag_by_rosbags if compression == 'zstd' else one_chunk_bag_by_mcap
+    original = make(tmp_path / 'whole' / 'ep', texts)
+    data = original.read_bytes()
+    chunks = [r for r in StreamReader(io.BytesIO(data), emit_chunks=True).records if isinstance(r, Chunk)]
+    assert len(chunks) == 1 and chunks[0].compression == compression
+    cut = tmp_path / 'cut' / 'ep'
+    cut.mkdir(parents=True)
+    (cut / 'ep.mcap').write_bytes(data[:len(data) // 2])
+
+    report = repair_bag(cut)
+    assert report.status == 'repaired' and report.partial
+    assert f'cut inside a {compression} chunk' in report.stop_reason, report.stop_reason
+    store = get_typestore(Stores.ROS2_KILTED)
+    with Reader(cut) as reader:
+        back = [store.deserialize_cdr(raw, c.msgtype).data for c, _, raw in reader.messages()]
+    assert 100 < len(back) < len(texts), len(back)
+    assert back == texts[:len(back)]
+    assert report.message_counts == {'/text': len(back)}
+    assert (cut / 'ep.mcap.damaged').read_bytes() == data[:len(data) // 2]

@@ -11,6 +11,12 @@ own), and swaps it in:
     episode_000007/episode_000007.mcap.damaged  the original bytes, kept
     episode_000007/episode.yaml                 status: repaired, partial: true
 
+A file cut inside a chunk (often its only one: a short episode, or a copy that stopped
+half-way) still holds the start of that chunk's compressed records. The chunk's fixed fields
+are read with the ``mcap`` library's data stream, the part of its zstd / lz4 stream that is on
+disk is decoded as a stream (``zstandard`` / ``lz4``: every complete compression block comes
+out), and every complete record in it is kept.
+
 A sqlite3 bag keeps what its writer committed; those rows are copied into a fresh bag the
 same way. A bag that is already readable is reported ``intact`` and left alone. Empty,
 truncated-before-any-chunk and foreign files raise :class:`RepairError`, which names the
@@ -27,7 +33,9 @@ from pathlib import Path
 from typing import Optional
 
 import yaml
+from mcap.data_stream import ReadDataStream
 from mcap.exceptions import McapError
+from mcap.opcode import Opcode
 from mcap.records import Channel, Chunk, Footer, Message, Schema
 from mcap.stream_reader import StreamReader, breakup_chunk
 from rosbags.rosbag2 import Reader, Writer
@@ -165,7 +173,8 @@ def _scan_mcap(bag_file: Path) -> _Scan:
                 if scan.good_bytes == size:
                     scan.stop_reason = 'end of file before the summary and footer'
                 else:
-                    scan.stop_reason = f'record cut short ({err.__class__.__name__} {err})'.strip()
+                    scan.stop_reason = (_scan_cut_chunk(f, scan.good_bytes, size, scan)
+                                        or f'record cut short ({err.__class__.__name__} {err})'.strip())
                 break
             except Exception as err:  # noqa: BLE001 - a torn fixed-size field, garbage
                 scan.stop_reason = f'unreadable record ({err.__class__.__name__}: {err})'
@@ -187,6 +196,90 @@ def _scan_mcap(bag_file: Path) -> _Scan:
     if not scan.stop_reason and not scan.complete:
         scan.stop_reason = 'end of file before the summary and footer'
     return scan
+
+
+def _scan_cut_chunk(f, offset: int, size: int, scan: _Scan) -> str:
+    """Records of a chunk record cut short at the end of the file, starting at ``offset``.
+
+    Takes every complete record that the on-disk part of the chunk's compressed stream decodes
+    to and returns a stop reason, or '' when there is no cut chunk at ``offset``.
+    """
+    f.seek(offset)
+    rest = f.read(size - offset)
+    if not rest or rest[0] != Opcode.CHUNK:
+        return ''
+    stream = ReadDataStream(_BytesReader(rest[1:]))
+    try:
+        stream.read8()  # record length (beyond the end of the file)
+        stream.read8(), stream.read8()  # message start and end time
+        uncompressed_size = stream.read8()
+        stream.read4()  # crc of the whole uncompressed records: cannot be checked on a part
+        compression = stream.read_prefixed_string()
+        records_length = stream.read8()
+    except Exception:  # noqa: BLE001 - cut inside the chunk's own fields
+        return f'cut inside the fields of a chunk at byte {offset}; nothing in it recovered'
+    compressed = rest[1 + stream.count:]
+    try:
+        records = _decode_prefix(compression, compressed)
+    except RepairError as err:
+        return f'cut inside a chunk at byte {offset}: {err}'
+    before = len(scan.messages)
+    complete = _take_complete_records(scan, records)
+    return (f'cut inside a {compression or "uncompressed"} chunk at byte {offset}: decoded '
+            f'{len(compressed)} of its {records_length} stored bytes as a stream, {len(records)} of '
+            f'{uncompressed_size} record bytes, {len(scan.messages) - before} complete messages kept'
+            f'{"" if complete else ", the record after them was cut"}')
+
+
+class _BytesReader:
+    """The ``read(n)`` of a bytes object, for mcap's ReadDataStream."""
+
+    def __init__(self, data: bytes):
+        self._data, self._pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else self._pos + n
+        out = self._data[self._pos:end]
+        self._pos += len(out)
+        return out
+
+
+def _decode_prefix(compression: str, data: bytes) -> bytes:
+    """What the start of a compressed stream decodes to (complete compression blocks only)."""
+    if compression in ('', 'none'):
+        return data
+    if compression == 'zstd':
+        try:
+            import zstandard
+        except ImportError:
+            raise RepairError('decoding a cut zstd chunk needs the zstandard package') from None
+        try:
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        except zstandard.ZstdError as err:
+            raise RepairError(f'its zstd stream does not decode ({err})') from None
+    if compression == 'lz4':
+        try:
+            import lz4.frame
+        except ImportError:
+            raise RepairError('decoding a cut lz4 chunk needs the lz4 package') from None
+        try:
+            return lz4.frame.LZ4FrameDecompressor().decompress(data)
+        except RuntimeError as err:
+            raise RepairError(f'its lz4 stream does not decode ({err})') from None
+    raise RepairError(f'unknown chunk compression {compression!r}')
+
+
+def _take_complete_records(scan: _Scan, records: bytes) -> bool:
+    """Every complete record of a chunk's (partial) records; True when none was cut."""
+    import io
+
+    reader = StreamReader(io.BytesIO(records), skip_magic=True, record_size_limit=max(len(records), 1))
+    try:
+        for rec in reader.records:
+            _take(scan, rec)
+    except Exception:  # noqa: BLE001 - McapError / struct.error on the record that was cut
+        return False
+    return True
 
 
 def _take(scan: _Scan, rec: object) -> None:
