@@ -6,6 +6,7 @@ replay; PPO is refused with one line."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,34 @@ def test_ppo_is_refused_in_the_loop():
         check_algorithm('ppo')
     with pytest.raises(OnlineError, match='unknown loop algorithm'):
         check_algorithm('td3')
+
+
+def test_training_thread_yields_the_cpu_to_the_control_loop(tmp_path, interface):
+    """online.cpu_policy idle (the default): the thread running the learner is SCHED_IDLE, the
+    process's other threads are not; normal leaves it; an unknown value names the key."""
+    import os
+    import threading
+
+    sim = SimRecording(tmp_path / 'ds', interface)
+    sim.episode_of(20)
+    sim.rec.close()
+    seen = {}
+    for policy in ('idle', 'normal'):
+        cfg = small_config(tmp_path / policy).replace(online=dict(cpu_policy=policy))
+        learner = OnlineLearner('sac', interface, tmp_path / 'ds', config=cfg)
+        stop = threading.Event()
+        thread = threading.Thread(target=learner.run, args=(stop,))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while learner.episodes == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen[policy] = os.sched_getscheduler(thread.native_id)
+        finally:
+            stop.set()
+            thread.join(30)
+    assert seen == {'idle': os.SCHED_IDLE, 'normal': os.SCHED_OTHER}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own thread is untouched
+    with pytest.raises(OnlineError, match='online.cpu_policy: unknown CPU policy'):
+        OnlineLearner('sac', interface, tmp_path / 'ds', config=small_config(tmp_path).replace(
+            online=dict(cpu_policy='fast')))

@@ -224,6 +224,10 @@ class OnlineConfig:
     """Loop checkpoints kept on disk (older ones are deleted)."""
     poll_period_s: float = 0.5
     """How often the dataset folder is looked at for finished episodes."""
+    cpu_policy: str = "idle"
+    """``idle``: the training thread runs under Linux ``SCHED_IDLE``, so the robot's control
+    loop (actor, simulator, recorder) takes a core from it the moment it wakes; ``normal``:
+    ordinary priority (see ``bench/bench_actor_latency.py``)."""
 
 
 @dataclass

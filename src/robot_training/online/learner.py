@@ -40,6 +40,7 @@ from robot_training.checkpoint import checkpoint_directory, file_sha256, load_ch
 from robot_training.config import Config, resolve_device
 from robot_training.online.episodes import EpisodeFeed, FeedEpisode
 from robot_training.utils.logging import RunLogger
+from robot_training.utils.priority import check_cpu_policy, set_thread_cpu_policy
 
 log = logging.getLogger("robot_training.online")
 
@@ -193,6 +194,10 @@ class OnlineLearner:
         self.device = resolve_device(device or self.config.training.device)
         self.algo = ONLINE_ALGORITHMS[algorithm](interface, self.config, self.device)
         online = self.config.online
+        try:
+            self.cpu_policy = check_cpu_policy(online.cpu_policy)
+        except ValueError as exc:
+            raise OnlineError(str(exc)) from None
         self.updates_per_step = (self.algo.default_updates_per_step() if online.updates_per_step is None
                                  else float(online.updates_per_step))
         self.checkpoint_every = int(online.checkpoint_every or self.algo.default_checkpoint_every)
@@ -313,6 +318,8 @@ class OnlineLearner:
         """Poll → train → checkpoint until ``stop`` is set or a budget is reached; a last
         checkpoint is written on the way out (the run can always resume from it)."""
         stop = stop or threading.Event()
+        if not set_thread_cpu_policy(self.cpu_policy):
+            log.info("online.cpu_policy %s is not available on this OS; training at normal priority", self.cpu_policy)
         start = time.monotonic()
         poll = self.config.online.poll_period_s
         last_poll = 0.0
