@@ -159,6 +159,27 @@ def config_from_args(args):
     return load_config(args.config, {"training": training} if training else None, preset=args.preset)
 
 
+def check_writable(folder, what: str) -> None:
+    """Raise :class:`UsageError` naming ``folder`` when no file can be created in it, before a
+    run spends its time (a permission, a read-only disk, a file in the way)."""
+    import tempfile
+
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_check_"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{what} {path} is not writable ({exc.strerror or exc})") from None
+
+
+def check_output_folders(cfg) -> None:
+    """The checkpoint folder, and the TensorBoard folder when it is on, can be written."""
+    check_writable(cfg.training.checkpoint_dir, "checkpoint folder")
+    if cfg.training.tensorboard:
+        check_writable(cfg.training.log_dir, "log folder")
+
+
 def _preset_help() -> str:
     from robot_training.config import preset_names
 
@@ -500,6 +521,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             torch.set_num_threads(cfg.training.torch_threads)
         if args.resume and args.mode == "all":
             raise UsageError("--resume works with a single --mode (policy or supervised)")
+        check_output_folders(cfg)
         if args.mode == "online":  # the loop stops itself on signals
             rows = MODES[args.mode](cfg, args)
         else:
@@ -515,6 +537,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except errors as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a disk that fills or a folder that goes away during the run
+        print(f"train: error: {exc} (checkpoints written before it are kept)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("train: interrupted", file=sys.stderr)
         return 130

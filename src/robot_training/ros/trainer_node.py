@@ -159,6 +159,11 @@ class TrainerNode(Node):
             self.cfg = config_from_args(self.args)
         except ConfigError as err:
             raise ValueError(str(err)) from None
+        from robot_training.train import UsageError, check_output_folders
+        try:
+            check_output_folders(self.cfg)
+        except UsageError as err:
+            raise ValueError(str(err)) from None
         self.mode_fn = MODES[p['mode']]
         self.mode = p['mode']
         if p['nice'] > 0:
