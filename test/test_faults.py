@@ -241,3 +241,45 @@ def test_nan_inf_and_wrong_length_observations_never_give_a_nan_action(tmp_path,
     assert 'Traceback' not in out
     refusals = [line for line in out.splitlines() if 'not acting' in line or 'non-finite' in line]
     assert refusals, out
+
+
+# ----------------------------------------------------------------------------- full disk, torn files
+
+
+def test_full_disk_and_truncated_checkpoint_give_one_line(tmp_path):
+    """A disk that fills during training (a file-size limit stands in: no tmpfs needs mounting)
+    stops `train` with one line naming where it wrote and leaves no torn checkpoint; a checkpoint
+    cut in half is refused by --resume in one line."""
+    import resource
+
+    from robot_training.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = tmp_path / 'small.yaml'
+    cfg.write_text("policy: {hidden_dim: 16, num_envs: 2, num_steps: 64, update_epochs: 1, num_minibatches: 1}\n"
+                   "training: {checkpoint_every: 128, eval_episodes: 1, tensorboard: false, torch_threads: 1}\n")
+    common = ['-m', 'robot_training.train', '--mode', 'policy', '--env', 'CartPole-v1', '--config', str(cfg),
+              '--no-progress', '--total-timesteps', '256']
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # a checkpoint is larger
+
+    full = tmp_path / 'full'
+    out = subprocess.run([sys.executable, *common, '--checkpoint-dir', str(full)], preexec_fn=small_disk,
+                         capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert out.returncode == 1, out.stderr
+    line = _one_line(out.stderr)
+    assert f'writing under {full}' in line and 'File too large' in line, line
+    assert not [p for p in full.rglob('*') if p.is_file()]  # nothing torn left behind
+
+    import torch
+
+    whole = save_checkpoint(tmp_path / 'whole.pt', 'ppo', {'model': {'weight': torch.randn(64, 64)}})
+    load_checkpoint(whole, kind='ppo')
+    torn = tmp_path / 'torn.pt'
+    torn.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    out = subprocess.run([sys.executable, *common, '--checkpoint-dir', str(tmp_path / 'resumed'), '--resume', str(torn)],
+                         capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    line = _one_line(out.stderr)
+    assert line.startswith(f'train: error: {torn}: not a readable checkpoint'), line

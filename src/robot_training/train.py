@@ -538,7 +538,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"train: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a disk that fills or a folder that goes away during the run
-        print(f"train: error: {exc} (checkpoints written before it are kept)", file=sys.stderr)
+        where = exc.filename or (f"writing under {cfg.training.checkpoint_dir}" if "cfg" in locals() else "train")
+        print(f"train: error: {where}: {exc.strerror or exc} (checkpoints written before it are kept)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("train: interrupted", file=sys.stderr)
