@@ -503,7 +503,9 @@ def _signals_stop(stop: threading.Event):
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # once stopping, the rest of the Ctrl-Cs a terminal or ros2 launch sends must not
+            # interrupt the interpreter's exit
+            signal.signal(sig, signal.SIG_IGN if first else handler)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
