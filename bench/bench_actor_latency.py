@@ -66,12 +66,12 @@ def node(module: str, name: str, *params: str, cpus: str = '') -> list:
     return (['taskset', '-c', cpus] if cpus else []) + cmd
 
 
-def run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path) -> dict:
+def run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: int = 0) -> dict:
     robot_cpus = '0' if variant == 'pinned' else ''
-    out = tmp / variant
+    out = tmp / f'{run}_{variant}'
     out.mkdir()
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
-               ROS_DOMAIN_ID=str(150 + (os.getpid() + len(variant)) % 60))
+               ROS_DOMAIN_ID=str(150 + (os.getpid() + run) % 60))
     robot = {
         'sim': node('sim_node', 'sim', f'interface_file:={INTERFACE}', cpus=robot_cpus),
         'policy_server': node('policy_server_node', 'policy_server', f'interface_file:={INTERFACE}',
@@ -123,8 +123,8 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variants:
-            rows.append(run_variant(variant, args.checkpoint, args.seconds, Path(tmp)))
+        for run, variant in enumerate(args.variants):  # a variant named twice is measured twice
+            rows.append(run_variant(variant, args.checkpoint, args.seconds, Path(tmp), run))
             print(rows[-1], flush=True)
     cols = ['variant', 'cost_p50', 'cost_p99', 'compute_p99', 'gap_max', 'steps', 'held_pct', 'load_updates_per_s']
     print('\n' + ' | '.join(f'{c:>18}' for c in cols))

@@ -182,8 +182,8 @@ def test_ppo_is_refused_in_the_loop():
 
 
 def test_training_thread_yields_the_cpu_to_the_control_loop(tmp_path, interface):
-    """online.cpu_policy idle (the default): the thread running the learner is SCHED_IDLE, the
-    process's other threads are not; normal leaves it; an unknown value names the key."""
+    """online.cpu_policy idle: the thread running the learner is SCHED_IDLE, the
+    process's other threads are not; normal (the default) leaves it; an unknown value names the key."""
     import os
     import threading
 

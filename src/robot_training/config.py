@@ -224,10 +224,12 @@ class OnlineConfig:
     """Loop checkpoints kept on disk (older ones are deleted)."""
     poll_period_s: float = 0.5
     """How often the dataset folder is looked at for finished episodes."""
-    cpu_policy: str = "idle"
-    """``idle``: the training thread runs under Linux ``SCHED_IDLE``, so the robot's control
-    loop (actor, simulator, recorder) takes a core from it the moment it wakes; ``normal``:
-    ordinary priority (see ``bench/bench_actor_latency.py``)."""
+    cpu_policy: str = "normal"
+    """``normal``: ordinary priority (the trainer node's ``nice`` applies); ``idle``: the training
+    thread runs under Linux ``SCHED_IDLE``, so the robot's control loop takes a core from it
+    the moment it wakes, but so does any other process, even at nice 19 (a learner beside a
+    compile gets almost nothing). On the 2-core VM it made no difference to the actor beyond the
+    run-to-run noise (``bench/bench_actor_latency.py``), hence not the default."""
 
 
 @dataclass

@@ -131,9 +131,6 @@ class LoopMonitorNode(Node):
         from robot_training.deploy import DeployError, load_policy
         from robot_training.utils.data_collection import evaluate_policy
 
-        from robot_training.utils.priority import set_thread_cpu_policy
-
-        set_thread_cpu_policy('idle')  # the robot's control loop takes the core from it at once
         try:
             policy = load_policy(path, interface=self.interface, deterministic=True)
             value = evaluate_policy(policy, self.p['eval_env'], int(self.p['eval_episodes']))

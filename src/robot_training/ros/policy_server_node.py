@@ -182,9 +182,12 @@ class PolicyServerNode(Node):
         if tick.action is not None:
             self.action_pub.publish(self.interface.action_to_message(tick.action, self._action_cls, stamp=now))
         self.stats.on_tick(time.perf_counter() - start, tick.action is not None, compute_s=compute)
-        if not tick.acted:
-            log = self.get_logger().error if tick.status == 'error' else self.get_logger().warning
-            log(f'not acting ({tick.status}): {tick.detail}', throttle_duration_sec=self.warn_period_s)
+        if not tick.acted:  # one call site per severity: rclpy refuses a severity change at one
+            if tick.status == 'error':
+                self.get_logger().error(f'not acting (error): {tick.detail}', throttle_duration_sec=self.warn_period_s)
+            else:
+                self.get_logger().warning(f'not acting ({tick.status}): {tick.detail}',
+                                          throttle_duration_sec=self.warn_period_s)
 
     def _load_policy(self, request, response):
         from robot_training.deploy import DeployError

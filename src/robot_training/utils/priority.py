@@ -1,9 +1,11 @@
 """CPU priority of a learner that shares a small computer with a robot's control loop.
 
-On the project's 2-core machines a learner at niceness 10 still delays the actor: a waking
-control callback waits for the scheduler to take a core from it. A thread under Linux's
-``SCHED_IDLE`` policy is preempted at once by any normal task that wakes, and otherwise runs
-as fast as before (``bench/bench_actor_latency.py`` measures both side by side).
+``online.cpu_policy: idle`` puts the learner's training thread under Linux ``SCHED_IDLE``:
+any normal task that wakes (the actor, the simulator, the recorder) preempts it at once. The
+price: every other process, even one at nice 19, also takes the CPU from it. On the
+project's 2-core VM the actor's cost per tick did not measurably change against a learner at
+nice 10 (``bench/bench_actor_latency.py`` runs both side by side), so ``normal`` is the
+default.
 """
 
 from __future__ import annotations
