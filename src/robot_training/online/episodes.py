@@ -109,10 +109,13 @@ class EpisodeFeed:
                     self._problem(name, bag_content_key(folder), f"unfinished (its recorder was stopped or killed); "
                                                              f"run `bags repair {folder}` to recover it")
                 continue  # still being written, or waiting for a repair
+            key = bag_content_key(folder)
+            if name in self._problem_keys and self._problem_keys[name] == key:
+                continue  # refused before and unchanged since (a repair changes the key): not read again
             try:
                 trajectories = load_bag_dataset(folder, self.interface, cache=self.cache, min_steps=self.min_steps)
             except (BagError, InterfaceError, OSError) as exc:
-                self._problem(name, bag_content_key(folder), str(exc))
+                self._problem(name, key, str(exc))
                 continue
             self.problems.pop(name, None)
             episode = FeedEpisode(name, folder, trajectories, record)
