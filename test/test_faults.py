@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from rosbags.rosbag2 import Reader
 
 from robot_training.recording import RecordingTypestore, RepairError, list_episode_dirs, read_sidecar, repair_bag
