@@ -67,15 +67,20 @@ def _state(path):
     return load_checkpoint(path, kind="ppo")
 
 
-def test_killed_run_resumes_with_same_step_counter_and_optimizer(tmp_path):
+def _small_ppo_run(tmp_path, eval_episodes):
+    """CLI arguments, checkpoint folder and environment of a small PPO run on CartPole."""
     cfg = tmp_path / "small.yaml"
     cfg.write_text(
         "policy: {hidden_dim: 32, num_envs: 2, num_steps: 128, update_epochs: 2, num_minibatches: 2}\n"
-        "training: {checkpoint_every: 512, eval_episodes: 2, tensorboard: false, torch_threads: 1}\n")
+        f"training: {{checkpoint_every: 512, eval_episodes: {eval_episodes}, tensorboard: false, torch_threads: 1}}\n")
     common = ["--mode", "policy", "--algorithm", "ppo", "--env", "CartPole-v1", "--config", str(cfg),
               "--checkpoint-dir", str(tmp_path), "--no-progress", "--seed", "4"]
-    ckpt_dir = tmp_path / "policies" / "checkpoints" / "ppo"
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    return common, tmp_path / "policies" / "checkpoints" / "ppo", env
+
+
+def test_killed_run_resumes_with_same_step_counter_and_optimizer(tmp_path):
+    common, ckpt_dir, env = _small_ppo_run(tmp_path, eval_episodes=2)
     proc = subprocess.Popen([sys.executable, "-m", "robot_training.train", *common, "--total-timesteps", "10000000"],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -161,14 +166,7 @@ def test_ctrl_c_twice_saves_a_checkpoint_that_resume_continues(tmp_path):
     continues from exactly that step."""
     import re
 
-    cfg = tmp_path / "small.yaml"
-    cfg.write_text(
-        "policy: {hidden_dim: 32, num_envs: 2, num_steps: 128, update_epochs: 2, num_minibatches: 2}\n"
-        "training: {checkpoint_every: 512, eval_episodes: 1, tensorboard: false, torch_threads: 1}\n")
-    common = ["--mode", "policy", "--algorithm", "ppo", "--env", "CartPole-v1", "--config", str(cfg),
-              "--checkpoint-dir", str(tmp_path), "--no-progress", "--seed", "4"]
-    ckpt_dir = tmp_path / "policies" / "checkpoints" / "ppo"
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    common, ckpt_dir, env = _small_ppo_run(tmp_path, eval_episodes=1)
     proc = subprocess.Popen([sys.executable, "-m", "robot_training.train", *common, "--total-timesteps", "10000000"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -170,9 +170,10 @@ class PolicyRunner:
             try:
                 obs = self.interface.build_observation(self._latest)
                 if isinstance(obs, np.ndarray) and not np.all(np.isfinite(obs)):
-                    bad = [i for i, v in enumerate(np.ravel(obs)) if not np.isfinite(v)]
+                    flat = np.ravel(obs)
                     return self._refuse("error", f"observation from {', '.join(sorted(self._topics))} has "
-                                                 f"non-finite values at {bad}: {np.ravel(obs).tolist()}")
+                                                 f"non-finite values at {np.flatnonzero(~np.isfinite(flat)).tolist()}: "
+                                                 f"{flat.tolist()}")
                 action = policy.act(obs)
             except (ConversionError, DeployError, ValueError, RuntimeError) as exc:
                 return self._refuse("error", str(exc))
