@@ -30,7 +30,8 @@ def _f32(tensor) -> np.ndarray:
 
 
 def _ops(module) -> List[Callable[[np.ndarray], np.ndarray]]:
-    """One function per layer of an ``nn.Sequential`` of Linear, LayerNorm and activations."""
+    """One function per layer of an ``nn.Sequential`` of Linear, Tanh and ReLU layers (the layers
+    of the PPO and SAC actors); any other layer is :class:`Unsupported`."""
     from torch import nn
 
     ops: List[Callable[[np.ndarray], np.ndarray]] = []
@@ -42,21 +43,6 @@ def _ops(module) -> List[Callable[[np.ndarray], np.ndarray]]:
             ops.append(np.tanh)
         elif isinstance(layer, nn.ReLU):
             ops.append(lambda x: np.maximum(x, 0.0, dtype=np.float32))
-        elif isinstance(layer, nn.ELU):
-            alpha = np.float32(layer.alpha)
-            ops.append(lambda x, a=alpha: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))).astype(np.float32))
-        elif isinstance(layer, nn.SiLU):
-            ops.append(lambda x: (x / (1.0 + np.exp(-x))).astype(np.float32))
-        elif isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) == 1:
-            eps = np.float32(layer.eps)
-            g = _f32(layer.weight) if layer.weight is not None else np.float32(1.0)
-            beta = _f32(layer.bias) if layer.bias is not None else np.float32(0.0)
-
-            def norm(x, g=g, beta=beta, eps=eps):
-                mu = x.mean(-1, keepdims=True)
-                var = ((x - mu) ** 2).mean(-1, keepdims=True)
-                return ((x - mu) / np.sqrt(var + eps) * g + beta).astype(np.float32)
-            ops.append(norm)
         elif isinstance(layer, nn.Identity):
             continue
         else:
