@@ -195,3 +195,71 @@ def test_ctrl_c_twice_saves_a_checkpoint_that_resume_continues(tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"at step {step}" in out.stdout
     assert _state(ckpt_dir / "policy_ppo_final.pt")["num_timesteps"] == step + 256
+
+
+def _demonstrations(tmp_path):
+    from robot_training.data.trajectory import save_trajectories
+    from robot_training.reinforcement_learning.environments import collect_random_trajectories, make_env_factory
+
+    return save_trajectories(tmp_path / "demos.pkl.gz",
+                             collect_random_trajectories(make_env_factory("Pendulum-v1"), 400, seed=0))
+
+
+# mode → (extra arguments and config, checkpoint subfolder, checkpoint kind, step key in the file)
+_OFFLINE_STOPS = {
+    "world_model": ("world_model: {size: tiny, batch_size: 4, sequence_length: 8, num_epochs: 100000}\n"
+                    "training: {checkpoint_every: 5}\n", "world_models/checkpoints/rssm", "world_model", "updates"),
+    "dreamer": ("world_model: {size: tiny, batch_size: 4, sequence_length: 8}\n"
+                "dreamer: {imagine_horizon: 5, offline_updates: 10000000}\ntraining: {checkpoint_every: 5}\n",
+                "reinforcement_learning/checkpoints/dreamer", "dreamer", "updates"),
+    "supervised": ("bc: {hidden_dim: 16, num_epochs: 100000}\n", "supervised_learning/checkpoints/bc", "bc", "epoch"),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(_OFFLINE_STOPS))
+def test_ctrl_c_twice_in_offline_modes_saves_what_resume_continues(tmp_path, mode):
+    """World model, offline Dreamer and behavioral cloning: two SIGINTs mid-run give exit 0,
+    one line naming the checkpoint written at the stop, a file that loads with the step it
+    names, and --resume goes on from that step."""
+    import re
+
+    extra, folder, kind, key = _OFFLINE_STOPS[mode]
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(extra + "training: {tensorboard: true, torch_threads: 1}\n" if "training:" not in extra else
+                   extra.replace("training: {", "training: {tensorboard: true, torch_threads: 1, "))
+    demos = _demonstrations(tmp_path)
+    logs = tmp_path / "runs"
+    common = ["--mode", mode, "--config", str(cfg), "--checkpoint-dir", str(tmp_path), "--no-progress",
+              "--data", str(demos), "--log-dir", str(logs)]
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "robot_training.train", *common], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt_dir = tmp_path / folder
+    try:
+        deadline = time.time() + 120
+        # training has begun: a periodic checkpoint, or (bc) TensorBoard events past their header
+        while time.time() < deadline and not (list(ckpt_dir.glob("*.pt")) or any(
+                p.stat().st_size > 200 for p in logs.rglob("events.out.tfevents.*"))):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    found = re.search(r"^train: stopped at step (\d+): saved checkpoint (\S+)$", err, re.M)
+    assert found, err
+    step, path = int(found.group(1)), Path(found.group(2))
+    assert step > 0 and path.parent == ckpt_dir
+    assert int(load_checkpoint(path, kind=kind)[key]) == step
+    if mode == "supervised":  # --resume goes on from the stop: two more epochs
+        more = tmp_path / "more.yaml"
+        more.write_text(f"bc: {{hidden_dim: 16, num_epochs: {step + 2}}}\ntraining: {{tensorboard: false}}\n")
+        out = run_cli([*common[:2], "--config", str(more), *common[4:], "--resume", str(path)], cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert int(load_checkpoint(ckpt_dir / "bc_final.pt", kind="bc")["epoch"]) == step + 2

@@ -14,10 +14,10 @@ Modes are functions ``(cfg, args) -> [summary rows]`` in the :data:`MODES` regis
 with status 2; a mode whose implementation is not in this installation exits with status 3.
 
 Ctrl-C or SIGTERM stops an offline run cooperatively (:func:`stop_between_updates`): at the
-next scalar the learner logs between two updates it raises :class:`TrainingStopped`, a policy
-run saves a checkpoint there (``policy_<algo>_step<N>.pt``, which ``--resume`` continues
-from), and the command prints one line naming what it saved and exits 0. Further signals
-within :data:`REPEAT_SIGNAL_S` (``ros2 launch`` and a terminal both forward Ctrl-C) are
+next scalar the learner logs between two updates it raises :class:`TrainingStopped`, the
+trainer saves a checkpoint there (``policy_<algo>_step<N>.pt``, ``world_model_<N>.pt``,
+``dreamer_<N>.pt``, ``bc_epoch<N>.pt``; ``--resume`` continues from it), and the command
+prints one line naming what it saved and exits 0. Further signals within :data:`REPEAT_SIGNAL_S` (``ros2 launch`` and a terminal both forward Ctrl-C) are
 ignored; a later Ctrl-C interrupts at once.
 """
 
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional
 
+from robot_training.utils.stopping import TrainingStopped, save_on_stop  # noqa: F401 - re-exported
+
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
@@ -43,20 +45,6 @@ class UsageError(Exception):
 
 class ModeUnavailable(Exception):
     """A mode whose implementation is not part of this installation (exit status 3)."""
-
-
-class TrainingStopped(BaseException):
-    """A cooperative stop reached a safe point of an offline run, between two updates.
-
-    A ``BaseException``, like ``KeyboardInterrupt``: learners' ``except Exception`` blocks let
-    it through and their ``finally`` blocks close environments and loggers. ``saved`` is the
-    checkpoint written at the stop (None where the mode cannot write one), ``step`` its step.
-    """
-
-    def __init__(self, saved: Optional[Path] = None, step: Optional[int] = None):
-        super().__init__("training stopped")
-        self.saved = saved
-        self.step = step
 
 
 #: scalars logged while experience is collected, not between two updates

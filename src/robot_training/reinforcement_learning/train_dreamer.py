@@ -37,6 +37,7 @@ from robot_training.reinforcement_learning.dreamer import CHECKPOINT_KIND, Dream
 from robot_training.reinforcement_learning.environments import EnvFactory, action_limits, make_env_factory
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.seeding import set_seed
+from robot_training.utils.stopping import save_on_stop
 from robot_training.world_models.presets import resolve_size
 from robot_training.world_models.replay import SequenceReplay, action_bounds, to_torch
 from robot_training.world_models.train_world_model import (apply_cli_args, autocast, check_observation_shape,
@@ -134,14 +135,24 @@ class DreamerTrainer:
             raise ValueError("offline Dreamer needs trajectories (add_trajectories) first")
         metrics: Dict[str, float] = {}
         bar = progress(num_updates, "dreamer (offline)", enabled=show_progress, unit="update")
-        for _ in range(num_updates):
-            metrics = self.update()
-            bar.update(1)
-            self._log(metrics, self.updates, log_every)
-            if checkpoint_every and checkpoint_dir and self.updates % checkpoint_every == 0:
-                self.save_checkpoint(Path(checkpoint_dir) / f"dreamer_{self.updates}.pt")
-        bar.close()
+        try:
+            with save_on_stop(lambda: self._save_at_stop(checkpoint_dir, self.updates)):
+                for _ in range(num_updates):
+                    metrics = self.update()
+                    bar.update(1)
+                    self._log(metrics, self.updates, log_every)
+                    if checkpoint_every and checkpoint_dir and self.updates % checkpoint_every == 0:
+                        self.save_checkpoint(Path(checkpoint_dir) / f"dreamer_{self.updates}.pt")
+        finally:
+            bar.close()
         return {k: float(v) for k, v in metrics.items()}
+
+    def _save_at_stop(self, checkpoint_dir: Optional[Path], number: int):
+        """A stop between two updates: the state is whole; ``--resume`` continues from it
+        (named like the periodic checkpoints: updates offline, env steps online)."""
+        if checkpoint_dir is None:
+            return None, number
+        return self.save_checkpoint(Path(checkpoint_dir) / f"dreamer_{number}.pt"), number
 
     # ------------------------------------------------------------------ online
     def train_online(self, num_env_steps: int, show_progress: bool = False, log_every: int = 100,
@@ -165,41 +176,42 @@ class DreamerTrainer:
         bar = progress(num_env_steps, "dreamer (online)", enabled=show_progress, unit="step")
         bar.update(self.env_steps)
         try:
-            while self.env_steps < num_env_steps:
-                if self.env_steps < d.prefill_steps:
-                    action = self.rng.uniform(-1, 1, self.agent.action_dim).astype(np.float32)
-                else:
-                    _, carry = self.agent.policy(carry, observation, deterministic=False)
-                    action = carry["action"][0].cpu().numpy()
-                env_action = self.agent.action_low + (action + 1) * 0.5 * (self.agent.action_high - self.agent.action_low)
-                observation, reward, terminated, truncated, _ = env.step(env_action)
-                self.env_steps += 1
-                episode_return += float(reward)
-                episode_length += 1
-                self.replay.add_step(observation, action, float(reward), False, bool(terminated))
-                bar.update(1)
-                if terminated or truncated:
-                    self.episodes += 1
-                    if self.logger is not None:
-                        self.logger.scalar("charts/episodic_return", episode_return, self.env_steps)
-                        self.logger.scalar("charts/episodic_length", episode_length, self.env_steps)
-                    episode_return, episode_length = 0.0, 0
-                    observation, _ = env.reset()
-                    self.replay.add_step(observation, np.zeros(self.agent.action_dim, np.float32), 0.0, True, False)
-                    carry = None
-                if self.env_steps >= d.prefill_steps and len(self.replay) >= 2:
-                    self._update_budget += updates_per_step
-                    while self._update_budget >= 1:
-                        self._update_budget -= 1
-                        metrics = self.update()
-                        self._log(metrics, self.env_steps, log_every, by_updates=True)
-                if d.eval_every and self.env_steps % d.eval_every == 0 and eval_episodes:
-                    self.last_eval_return = self.evaluate(eval_episodes)
-                    bar.set_postfix(eval_return=f"{self.last_eval_return:.1f}", updates=self.updates)
-                    if self.logger is not None:
-                        self.logger.scalar("charts/eval_return", self.last_eval_return, self.env_steps)
-                if checkpoint_every and checkpoint_dir and self.env_steps % checkpoint_every == 0:
-                    self.save_checkpoint(Path(checkpoint_dir) / f"dreamer_{self.env_steps}.pt")
+            with save_on_stop(lambda: self._save_at_stop(checkpoint_dir, self.env_steps)):
+                while self.env_steps < num_env_steps:
+                    if self.env_steps < d.prefill_steps:
+                        action = self.rng.uniform(-1, 1, self.agent.action_dim).astype(np.float32)
+                    else:
+                        _, carry = self.agent.policy(carry, observation, deterministic=False)
+                        action = carry["action"][0].cpu().numpy()
+                    env_action = self.agent.action_low + (action + 1) * 0.5 * (self.agent.action_high - self.agent.action_low)
+                    observation, reward, terminated, truncated, _ = env.step(env_action)
+                    self.env_steps += 1
+                    episode_return += float(reward)
+                    episode_length += 1
+                    self.replay.add_step(observation, action, float(reward), False, bool(terminated))
+                    bar.update(1)
+                    if terminated or truncated:
+                        self.episodes += 1
+                        if self.logger is not None:
+                            self.logger.scalar("charts/episodic_return", episode_return, self.env_steps)
+                            self.logger.scalar("charts/episodic_length", episode_length, self.env_steps)
+                        episode_return, episode_length = 0.0, 0
+                        observation, _ = env.reset()
+                        self.replay.add_step(observation, np.zeros(self.agent.action_dim, np.float32), 0.0, True, False)
+                        carry = None
+                    if self.env_steps >= d.prefill_steps and len(self.replay) >= 2:
+                        self._update_budget += updates_per_step
+                        while self._update_budget >= 1:
+                            self._update_budget -= 1
+                            metrics = self.update()
+                            self._log(metrics, self.env_steps, log_every, by_updates=True)
+                    if d.eval_every and self.env_steps % d.eval_every == 0 and eval_episodes:
+                        self.last_eval_return = self.evaluate(eval_episodes)
+                        bar.set_postfix(eval_return=f"{self.last_eval_return:.1f}", updates=self.updates)
+                        if self.logger is not None:
+                            self.logger.scalar("charts/eval_return", self.last_eval_return, self.env_steps)
+                    if checkpoint_every and checkpoint_dir and self.env_steps % checkpoint_every == 0:
+                        self.save_checkpoint(Path(checkpoint_dir) / f"dreamer_{self.env_steps}.pt")
         finally:
             bar.close()
             env.close()

@@ -15,8 +15,8 @@ written under the checkpoint directory during the run, with its sha256 and the i
 fingerprint stored in it. With ``exit_when_done`` the node exits after the final status
 (status 0 when finished, 1 when failed); otherwise it keeps publishing the final status.
 SIGINT or SIGTERM stops the run cooperatively (:func:`robot_training.train.stop_between_updates`):
-the training thread stops at its next update, a policy run saves ``policy_<algo>_step<N>.pt``
-there (``--resume`` continues from it), the node logs one line naming what it saved and exits
+the training thread stops at its next update and saves a checkpoint there (``policy_<algo>_step<N>.pt``,
+``world_model_<N>.pt``, ``dreamer_<N>.pt``, ``bc_epoch<N>.pt``; ``--resume`` continues from it), the node logs one line naming what it saved and exits
 0. A run that reaches no update within ``stop_timeout_s`` is left (the node exits 1, naming
 its newest checkpoint; every checkpoint on disk is whole, as the writes are atomic).
 

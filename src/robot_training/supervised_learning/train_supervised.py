@@ -27,6 +27,7 @@ from robot_training.policies.common import latest_checkpoint
 from robot_training.supervised_learning.bc import BehavioralCloning
 from robot_training.utils.logging import RunLogger, run_name
 from robot_training.utils.seeding import set_seed
+from robot_training.utils.stopping import save_on_stop
 
 #: supervised algorithm name → class
 ALGORITHMS = {"bc": BehavioralCloning}
@@ -62,12 +63,13 @@ def train_behavioral_cloning(
         demonstrations = load_trajectories(demonstrations)
     seed = t.seed if seed is None else int(seed)
     set_seed(seed, t.torch_threads)
-    logger = None
-    if t.tensorboard:
-        logger = RunLogger(log_dir or Path(t.log_dir) / run_name("demonstrations", "bc", seed))
+    # without TensorBoard the scalars stay in memory: listeners (progress, a stop) still see them
+    logger = RunLogger(log_dir or Path(t.log_dir) / run_name("demonstrations", "bc", seed), enabled=t.tensorboard)
     trainer = BehavioralCloning(config, use_sequences=use_sequences, seed=seed,
                                 device=resolve_device(device or t.device), logger=logger)
     directory = bc_checkpoint_directory(t.checkpoint_dir if checkpoint_dir is None else checkpoint_dir)
+    if num_epochs is None:  # the budget is this run's, also when a checkpoint (with its own config) is resumed
+        num_epochs = config.bc.num_epochs
     if resume:
         path = latest_checkpoint(directory, "bc") if resume is True else Path(resume)
         if path is None:
@@ -75,11 +77,12 @@ def train_behavioral_cloning(
         trainer.load(path)
         trainer.logger = logger
     try:
-        trainer.learn(demonstrations, num_epochs=num_epochs,
-                      progress_bar=t.progress_bar if progress_bar is None else progress_bar)
+        # a stop between two epochs: the state is whole; --resume continues from this file
+        with save_on_stop(lambda: (trainer.save(directory / f"bc_epoch{trainer.epoch:06d}.pt"), trainer.epoch)):
+            trainer.learn(demonstrations, num_epochs=num_epochs,
+                          progress_bar=t.progress_bar if progress_bar is None else progress_bar)
     finally:
-        if logger is not None:
-            logger.close()
+        logger.close()
         trainer.logger = None
     if save:
         trainer.final_checkpoint = trainer.save(directory / "bc_final.pt")

@@ -27,7 +27,8 @@ import numpy as np
 from robot_training.data.trajectory import Trajectory, load_trajectories, save_trajectories as _save
 from robot_training.envs.make import EnvSpec, make_env
 
-__all__ = ["DataCollector", "ROSDataCollector", "create_synthetic_dataset", "evaluate_policy",
+__all__ = ["DataCollector", "ROSDataCollector",  # noqa: F822 - ROSDataCollector comes from __getattr__ (lazy rclpy)
+           "create_synthetic_dataset", "evaluate_policy",
            "load_trajectories", "save_trajectories"]
 
 

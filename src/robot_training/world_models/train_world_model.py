@@ -33,6 +33,7 @@ from robot_training.networks.encoders import ObservationShape, ObservationShapeE
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.precision import autocast as _autocast
 from robot_training.utils.seeding import set_seed
+from robot_training.utils.stopping import save_on_stop
 from robot_training.world_models.presets import resolve_size
 from robot_training.world_models.replay import (SequenceReplay, action_bounds, normalize_action,
                                                 replay_from_trajectories, to_torch)
@@ -171,15 +172,24 @@ class WorldModelTrainer:
         """Run ``num_updates`` gradient updates on the training replay."""
         metrics: Dict[str, float] = {}
         bar = progress(num_updates, "world model", enabled=show_progress, unit="update")
-        for _ in range(num_updates):
-            metrics = self.train_step(self.sample(self.train_replay))
-            bar.update(1)
-            if logger is not None and self.updates % log_every == 0:
-                logger.scalars(metrics, self.updates)
-            if checkpoint_every and checkpoint_dir and self.updates % checkpoint_every == 0:
-                self.save_checkpoint(Path(checkpoint_dir) / f"world_model_{self.updates}.pt")
-        bar.close()
+        try:
+            with save_on_stop(lambda: self._save_at_stop(checkpoint_dir)):
+                for _ in range(num_updates):
+                    metrics = self.train_step(self.sample(self.train_replay))
+                    bar.update(1)
+                    if logger is not None and self.updates % log_every == 0:
+                        logger.scalars(metrics, self.updates)
+                    if checkpoint_every and checkpoint_dir and self.updates % checkpoint_every == 0:
+                        self.save_checkpoint(Path(checkpoint_dir) / f"world_model_{self.updates}.pt")
+        finally:
+            bar.close()
         return metrics
+
+    def _save_at_stop(self, checkpoint_dir: Optional[Path]):
+        """A stop between two updates: the state is whole; ``--resume`` continues from it."""
+        if checkpoint_dir is None:
+            return None, self.updates
+        return self.save_checkpoint(Path(checkpoint_dir) / f"world_model_{self.updates}.pt"), self.updates
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
