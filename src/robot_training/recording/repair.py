@@ -18,7 +18,10 @@ disk is decoded as a stream (``zstandard`` / ``lz4``: every complete compression
 out), and every complete record in it is kept.
 
 A sqlite3 bag keeps what its writer committed; those rows are copied into a fresh bag the
-same way. A bag that is already readable is reported ``intact`` and left alone. Empty,
+same way. They are read from a copy of the database taken with its ``-wal`` (WAL mode, as
+rosbag2's ``resilient`` preset writes: the transactions committed since the last checkpoint)
+or hot ``-journal`` (the transaction the writer was in is rolled back), so the original bytes
+stay untouched; a database sqlite reports as malformed is read row by row. A bag that is already readable is reported ``intact`` and left alone. Empty,
 truncated-before-any-chunk and foreign files raise :class:`RepairError`, which names the
 file and what is wrong with it; nothing is changed on disk in that case.
 """
@@ -292,28 +295,100 @@ def _take(scan: _Scan, rec: object) -> None:
         scan.messages.append((rec.channel_id, rec.log_time, rec.data))
 
 
+SQLITE_SIDE_FILES = ('-wal', '-journal', '-shm')
+"""Files a sqlite3 writer keeps beside its database: the write-ahead log of WAL mode (rosbag2's
+``resilient`` preset), the rollback journal of the default mode, WAL's shared-memory index."""
+
+
 def _scan_sqlite(bag_file: Path) -> _Scan:
-    """Rows a killed sqlite3 writer committed (its journal is rolled back by sqlite)."""
+    """Rows a killed sqlite3 writer committed.
+
+    The database is read from a copy taken together with the files beside it: a ``-wal`` left
+    by a WAL-mode writer holds transactions committed since its last checkpoint (sqlite reads
+    them from the copy), a hot ``-journal`` left in the middle of a transaction is rolled back
+    (its uncommitted pages undone in the copy), and the originals stay as they were. A file
+    sqlite reports as malformed (a writer that ran without a journal) is read row by row and
+    the rows that read are kept.
+    """
+    import tempfile
+
     scan = _Scan()
-    try:
-        conn = sqlite3.connect(f'file:{bag_file}', uri=True)
+    with tempfile.TemporaryDirectory(prefix='.repair-sqlite-', dir=bag_file.parent) as tmp:
+        copy = Path(tmp) / bag_file.name
+        shutil.copyfile(bag_file, copy)
+        present = []
+        for suffix in SQLITE_SIDE_FILES[:2]:
+            side = bag_file.with_name(bag_file.name + suffix)
+            if side.is_file() and side.stat().st_size > 0:
+                shutil.copyfile(side, copy.with_name(copy.name + suffix))
+                present.append(suffix)
         try:
-            defs = {row[0]: (row[1], row[2]) for row in conn.execute(
-                'SELECT topic_type, encoding, encoded_message_definition FROM message_definitions')}
-            for tid, name, mtype, ser, qos in conn.execute(
-                    'SELECT id, name, type, serialization_format, offered_qos_profiles FROM topics'):
+            conn = sqlite3.connect(f'file:{copy}', uri=True)
+        except sqlite3.DatabaseError as err:
+            raise RepairError(f'{bag_file}: unreadable sqlite3 bag ({err})') from err
+        try:
+            try:
+                defs = {row[0]: (row[1], row[2]) for row in conn.execute(
+                    'SELECT topic_type, encoding, encoded_message_definition FROM message_definitions')}
+            except sqlite3.DatabaseError:
+                defs = {}  # older bags have no definitions table; rosbags' own store fills in
+            try:
+                topics = list(conn.execute(
+                    'SELECT id, name, type, serialization_format, offered_qos_profiles FROM topics'))
+            except sqlite3.DatabaseError as err:
+                raise RepairError(f'{bag_file}: unreadable sqlite3 bag: its topics table cannot be read '
+                                  f'({err}); nothing to recover') from err
+            for tid, name, mtype, ser, qos in topics:
                 enc, text = defs.get(mtype, ('ros2msg', ''))
                 scan.schemas[tid] = (mtype, enc, text)
                 scan.channels[tid] = (name, tid, ser, {'offered_qos_profiles': qos})
-            scan.messages = list(conn.execute(
-                'SELECT topic_id, timestamp, data FROM messages ORDER BY id'))
+            scan.messages, unreadable = _sqlite_rows(conn)
         finally:
             conn.close()
-    except sqlite3.DatabaseError as err:
-        raise RepairError(f'{bag_file}: unreadable sqlite3 bag ({err})') from err
     scan.good_bytes = bag_file.stat().st_size
-    scan.stop_reason = 'uncommitted rows of the killed writer are lost'
+    reasons = []
+    if '-wal' in present:
+        reasons.append('committed transactions read from its write-ahead log (-wal)')
+    if '-journal' in present:
+        reasons.append("the killed writer's open transaction rolled back from its journal")
+    if unreadable:
+        reasons.append(f'{unreadable} message rows unreadable (malformed database pages) skipped')
+    reasons.append('uncommitted rows of the killed writer are lost')
+    scan.stop_reason = '; '.join(reasons)
     return scan
+
+
+def _sqlite_rows(conn: sqlite3.Connection, batch: int = 4096) -> tuple[list, int]:
+    """``(rows, unreadable)``: all message rows in id order; where sqlite reports a malformed
+    page, the rows of that range are tried one by one and the unreadable ones counted."""
+    query = 'SELECT topic_id, timestamp, data FROM messages'
+    try:
+        return list(conn.execute(query + ' ORDER BY id')), 0
+    except sqlite3.DatabaseError:
+        pass
+    try:
+        last = conn.execute('SELECT max(id) FROM messages').fetchone()[0] or 0
+    except sqlite3.DatabaseError:
+        last = None  # the rightmost pages are damaged: probe until a long run of misses
+    rows, unreadable, misses, low = [], 0, 0, 1
+    while last is None or low <= last:
+        high = low + batch - 1
+        try:
+            found = list(conn.execute(query + ' WHERE id BETWEEN ? AND ? ORDER BY id', (low, high)))
+        except sqlite3.DatabaseError:
+            found = []
+            for rowid in range(low, high + 1):
+                try:
+                    found.extend(conn.execute(query + ' WHERE id = ?', (rowid,)))
+                except sqlite3.DatabaseError:
+                    unreadable += 1
+        rows.extend(found)
+        if last is None:
+            misses = 0 if found else misses + 1
+            if misses >= 16:
+                break
+        low = high + 1
+    return rows, unreadable
 
 
 def _rewrite(bag_dir: Path, bag_file: Path, scan: _Scan, storage: str) -> RepairReport:
@@ -377,7 +452,8 @@ def _rewrite(bag_dir: Path, bag_file: Path, scan: _Scan, storage: str) -> Repair
     new_file = new_dir / (bag_dir.name + bag_file.suffix)
     kept = bag_dir / (bag_file.name + '.damaged')
     os.replace(bag_file, kept)
-    for leftover in (bag_dir / (bag_file.name + '-journal'),):
+    for suffix in SQLITE_SIDE_FILES:  # the old database's journal / WAL belong with its kept bytes
+        leftover = bag_dir / (bag_file.name + suffix)
         if leftover.exists():
             os.replace(leftover, bag_dir / (leftover.name + '.damaged'))
     final_file = bag_dir / new_file.name
