@@ -181,20 +181,35 @@ def test_clear_errors_for_unrepairable_input(tmp_path):
     (tmp_path / 'emptydir').mkdir()
     with pytest.raises(RepairError, match='no .mcap or .db3'):
         repair_bag(tmp_path / 'emptydir')
-    with pytest.raises(RepairError, match='empty'):
-        repair_bag(bag_with_file(tmp_path, b'', 'empty'))
     with pytest.raises(RepairError, match='not an MCAP or sqlite3'):
         repair_bag(bag_with_file(tmp_path, b'hello, this is a text file\n' * 10, 'foreign'))
     with pytest.raises(RepairError, match='inside the MCAP magic'):
         repair_bag(bag_with_file(tmp_path, b'\x89MCA', 'magic'))
-    bag = make_bag(tmp_path, 10)
-    header_only = (bag / f'{bag.name}.mcap').read_bytes()[:40]
-    d = bag_with_file(tmp_path, header_only, 'header_only')
-    with pytest.raises(RepairError, match='nothing to recover'):
-        repair_bag(d)
     # nothing was changed by a refused repair
-    assert sorted(p.name for p in d.iterdir()) == ['header_only.mcap']
+    for name in ('foreign', 'magic'):
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == [f'{name}.mcap']
     assert not any(p.name.startswith('.') for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('cut', [0, 40])
+def test_writer_killed_before_its_first_message_leaves_an_empty_readable_bag(tmp_path, cut):
+    """An empty file (killed before the MCAP header) or the header alone (killed before the
+    first flush): nothing was recorded, so repair rebuilds the bag empty, keeps the bytes, and
+    the dataset no longer lists it as needing repair."""
+    bag = make_bag(tmp_path, 10)
+    content = (bag / f'{bag.name}.mcap').read_bytes()[:cut]
+    (tmp_path / 'ds').mkdir()
+    d = bag_with_file(tmp_path / 'ds', content, 'episode_000000')
+    assert incomplete_episodes(tmp_path / 'ds') == [d]
+    report = repair_bag(d)
+    assert report.status == 'repaired' and report.partial and report.total_messages == 0
+    assert 'before' in report.stop_reason
+    with Reader(d) as reader:
+        assert list(reader.messages()) == []
+    assert (d / 'episode_000000.mcap.damaged').read_bytes() == content
+    assert incomplete_episodes(tmp_path / 'ds') == []
+    assert read_sidecar(d)['status'] == 'repaired' and read_sidecar(d)['message_count'] == 0
+    assert repair_bag(d).status == 'intact'
 
 
 def _texts(n: int) -> list[str]:

@@ -21,9 +21,12 @@ A sqlite3 bag keeps what its writer committed; those rows are copied into a fres
 same way. They are read from a copy of the database taken with its ``-wal`` (WAL mode, as
 rosbag2's ``resilient`` preset writes: the transactions committed since the last checkpoint)
 or hot ``-journal`` (the transaction the writer was in is rolled back), so the original bytes
-stay untouched; a database sqlite reports as malformed is read row by row. A bag that is already readable is reported ``intact`` and left alone. Empty,
-truncated-before-any-chunk and foreign files raise :class:`RepairError`, which names the
-file and what is wrong with it; nothing is changed on disk in that case.
+stay untouched; a database sqlite reports as malformed is read row by row. A bag that is already readable is reported ``intact`` and left alone. A writer killed before
+its first message reached the disk leaves an empty file or an MCAP header alone: that bag is
+rebuilt empty (readable, 0 messages, ``partial``), so a dataset does not list it as needing
+repair forever, and its original bytes are kept like any other. Foreign files and files cut
+inside the MCAP magic raise :class:`RepairError`, which names the file and what is wrong with
+it; nothing is changed on disk in that case.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class RepairReport:
         return dict(self.__dict__)
 
     def summary(self) -> str:
+        if self.status == 'repaired' and not self.total_messages:
+            return f'{self.path}: repaired as an empty bag, nothing was recorded ({self.stop_reason})'
         topics = ', '.join(f'{t}: {n}' for t, n in sorted(self.message_counts.items()))
         text = f'{self.path}: {self.status}, {self.total_messages} messages ({topics})'
         if self.partial:
@@ -129,8 +134,10 @@ def repair_bag(path: str | os.PathLike) -> RepairReport:
         storage = 'mcap' if bag_file.suffix == '.mcap' else 'sqlite3'
         return RepairReport(str(bag_dir), 'intact', storage, False, counts, sum(counts.values()))
     size = bag_file.stat().st_size
-    if size == 0:
-        raise RepairError(f'{bag_file}: file is empty (the writer died before writing anything)')
+    if size == 0:  # killed before it wrote even the MCAP header / sqlite's first page: nothing was recorded
+        scan = _Scan(stop_reason='the file was empty: the writer died before any message reached the disk')
+        report = _rewrite(bag_dir, bag_file, scan, 'sqlite3' if bag_file.suffix == '.db3' else 'mcap')
+        return report
     with open(bag_file, 'rb') as f:
         head = f.read(16)
     if head.startswith(MCAP_MAGIC):
@@ -143,9 +150,9 @@ def repair_bag(path: str | os.PathLike) -> RepairReport:
         raise RepairError(f'{bag_file}: truncated inside the MCAP magic ({size} bytes)')
     else:
         raise RepairError(f'{bag_file}: not an MCAP or sqlite3 file (starts with {head[:8]!r})')
-    if not scan.channels:
-        raise RepairError(f'{bag_file}: no complete channel record in {size} bytes '
-                          f'({scan.stop_reason or "nothing after the header"}); nothing to recover')
+    if not scan.channels:  # the header (and maybe schemas) only: no message had been flushed yet
+        scan.stop_reason = ('no message reached the disk before the writer died (no complete channel record; '
+                            f'{scan.stop_reason or "nothing after the header"})')
     report = _rewrite(bag_dir, bag_file, scan, storage)
     report.bytes_scanned = size
     return report
