@@ -7,7 +7,7 @@ Every process runs in the session's ROS domain (conftest.py) and is killed at th
 from __future__ import annotations
 
 import signal
-
+import subprocess
 
 from ros_helpers import INTERFACE, call, node_cmd, spin_for, spin_until, stop
 
@@ -87,9 +87,16 @@ def test_parameters_are_described_and_read_only(procs, ros_node):
                      DescribeParameters.Request(names=['real_time_factor']))
     assert 'simulated seconds per wall-clock second' in described.descriptors[0].description
     assert described.descriptors[0].read_only
+    (limits,) = described.descriptors[0].floating_point_range
+    assert (limits.from_value, limits.to_value) == (0.001, 1000.0)
     request = SetParameters.Request(parameters=[Parameter(
         name='real_time_factor', value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=4.0))])
     result = call(ros_node, SetParameters, '/sim/set_parameters', request).results[0]
     assert not result.successful and 'read-only' in result.reason
     stop(sim)
     assert sim.returncode == 0
+    # a value out of its declared range, given at start: one line naming parameter and range
+    bad = subprocess.run(node_cmd('sim_node', f'interface_file:={INTERFACE}', 'real_time_factor:=-1.0'),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and 'Traceback' not in bad.stderr + bad.stdout
+    assert 'parameter real_time_factor: -1.0 is out of range (must be from 0.001 to 1000.0' in bad.stderr + bad.stdout

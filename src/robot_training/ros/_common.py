@@ -228,16 +228,45 @@ class TopicRecorder:
         self.subscriptions.clear()
 
 
+#: the range of a numeric parameter whose table entry gives none: a count, period or limit
+NON_NEGATIVE = (0, None)
+#: a table entry's range for a parameter any number suits (a seed, a return threshold)
+ANY_NUMBER = None
+
+
 def declare_parameters(node: Node, table: dict) -> dict:
-    """Declare ``{name: (default, description)}`` on ``node`` and return their values.
+    """Declare ``{name: (default, description[, (low, high)])}`` on ``node`` and return their values.
 
-    Every parameter carries its description (``ros2 param describe``) and is read-only: the
-    nodes read their parameters once, at start, so a runtime ``ros2 param set`` is refused
-    instead of being accepted and silently ignored."""
-    from rcl_interfaces.msg import ParameterDescriptor
+    Every parameter carries its description and, when numeric, its range (``ros2 param
+    describe`` shows both; ``high`` None: no upper limit; a range of None: any number; no range
+    given: non-negative). Every parameter is read-only: the nodes read their parameters once,
+    at start, so a runtime ``ros2 param set`` is refused instead of being accepted and silently
+    ignored. A value outside its range raises ``ValueError`` naming the parameter and the range
+    (one line from ``run_node``)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import InvalidParameterValueException
 
-    for name, (default, text) in table.items():
-        node.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
+    for name, entry in table.items():
+        default, text = entry[0], entry[1]
+        bounds = entry[2] if len(entry) > 2 else NON_NEGATIVE
+        descriptor = ParameterDescriptor(description=text, read_only=True)
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if numeric and bounds is not None:
+            low, high = bounds
+            if isinstance(default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(2**63 - 1 if high is None
+                                                                                          else high), step=0)]
+            else:
+                descriptor.floating_point_range = [FloatingPointRange(
+                    from_value=float(low), to_value=float(1.7976931348623157e308 if high is None else high),
+                    step=0.0)]
+        try:
+            node.declare_parameter(name, default, descriptor)
+        except InvalidParameterValueException:
+            given = getattr(node, '_parameter_overrides', {}).get(name)
+            value = given.value if given is not None else default
+            limit = f'at least {low}' if high is None else f'from {low} to {high}'
+            raise ValueError(f'parameter {name}: {value!r} is out of range (must be {limit}: {text})') from None
     return {name: node.get_parameter(name).value for name in table}
 
 

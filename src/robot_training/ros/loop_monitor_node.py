@@ -28,17 +28,17 @@ from pathlib import Path
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
-from robot_training.ros._common import declare_parameters, run_node
+from robot_training.ros._common import ANY_NUMBER, declare_parameters, run_node
 
 PARAMETERS = {
     'loop_dir': ('loop', 'the loop folder (loop_summary.json is written there)'),
     'interface_file': ('', "the robot's interface description (for evaluations)"),
     'eval_env': ('', 'Gymnasium id to evaluate checkpoints in (empty: no evaluations)'),
-    'eval_episodes': (5, 'episodes per evaluation'),
+    'eval_episodes': (5, 'episodes per evaluation', (1, None)),
     'eval_period_s': (120.0, 'evaluate the newest checkpoint at least this often (0: only after good episodes)'),
-    'threshold': (900.0, 'a return that counts as solved'),
+    'threshold': (900.0, 'a return that counts as solved', ANY_NUMBER),
     'until_balanced': (False, 'exit once `confirmations` evaluations in a row reach threshold'),
-    'confirmations': (2, 'consecutive checkpoints that must evaluate at threshold or more'),
+    'confirmations': (2, 'consecutive checkpoints that must evaluate at threshold or more', (1, None)),
     'max_minutes': (0.0, 'exit after this long (0: no limit)'),
     'print_period_s': (15.0, 'period of the progress line'),
     'learner_name': ('learner', 'node name of the learner (its ~/progress and ~/checkpoints)'),

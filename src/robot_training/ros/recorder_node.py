@@ -45,7 +45,7 @@ PARAMETERS = {
     'max_episode_duration_s': (0.0, 'split bags after this many seconds (0: no limit)'),
     'max_episode_size_mb': (0.0, 'split bags after this many MB (0: no limit)'),
     'episode_event_topic': ('/episode_event', 'EpisodeEvent topic that splits episodes; empty: none'),
-    'discovery_period_s': (1.0, 'how often to look for new topics and publishers'),
+    'discovery_period_s': (1.0, 'how often to look for new topics and publishers', (0.01, None)),
     'flush_period_s': (0.5, 'chunk flush period: at most this much is lost on SIGKILL'),
     'status_period_s': (1.0, 'period of the ~/status message'),
     'log_period_s': (10.0, 'period of the per-topic counts in the log (0: never)'),

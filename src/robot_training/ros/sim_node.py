@@ -50,7 +50,7 @@ PARAMETERS = {
     'seed': (0, 'seed of the first episode (episode k uses seed + k)'),
     'max_episode_steps': (0, 'truncate episodes after this many steps (0: the env default)'),
     'step_mode': ('timer', "'timer' (hold the last command, step at the control rate) or 'command'"),
-    'real_time_factor': (1.0, 'timer mode: simulated seconds per wall-clock second'),
+    'real_time_factor': (1.0, 'timer mode: simulated seconds per wall-clock second', (0.001, 1000.0)),
     'world_name': ('', 'name in /world/<name>/reset and /pause (default: the interface name)'),
     'publish_clock': (True, 'publish /clock (simulation time)'),
     'start_paused': (False, 'wait for /world/<name>/pause false before stepping'),

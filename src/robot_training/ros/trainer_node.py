@@ -54,10 +54,10 @@ PARAMETERS = {
     'interface': ('', 'train --interface: interface description for --data bags'),
     'checkpoint_dir': ('', 'train --checkpoint-dir (empty: training.checkpoint_dir)'),
     'log_dir': ('', 'train --log-dir: TensorBoard folder (empty: training.log_dir)'),
-    'seed': (-1, 'train --seed (-1: the config value)'),
+    'seed': (-1, 'train --seed (-1: the config value)', (-1, None)),
     'run_id': ('', 'run id in the messages (empty: <env>__<mode>__<algorithm>__<unix time>)'),
     'progress_period_s': (1.0, 'period of ~/progress'),
-    'nice': (0, 'raise the process niceness by this much (a learner beside a robot\'s control loop: 10)'),
+    'nice': (0, 'raise the process niceness by this much (a learner beside a robot\'s control loop: 10)', (0, 19)),
     'exit_when_done': (False, 'exit after publishing the final status'),
     'stop_timeout_s': (60.0, 'on SIGINT / SIGTERM, wait this long for the run to reach an update and save'),
 }
