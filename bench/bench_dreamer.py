@@ -215,7 +215,7 @@ class _PrintLogger:
 
 
 def run_learning(env: str, seed: int, steps: int, args) -> dict:
-    from robot_training.reinforcement_learning.environments import make_env_factory
+    from robot_training.envs.factories import make_env_factory
     from robot_training.reinforcement_learning.train_dreamer import train_dreamer
 
     start = time.time()

@@ -199,7 +199,7 @@ def test_ctrl_c_twice_saves_a_checkpoint_that_resume_continues(tmp_path):
 
 def _demonstrations(tmp_path):
     from robot_training.data.trajectory import save_trajectories
-    from robot_training.reinforcement_learning.environments import collect_random_trajectories, make_env_factory
+    from robot_training.envs.factories import collect_random_trajectories, make_env_factory
 
     return save_trajectories(tmp_path / "demos.pkl.gz",
                              collect_random_trajectories(make_env_factory("Pendulum-v1"), 400, seed=0))

@@ -224,7 +224,7 @@ def _data_or_default(cfg, args, mode: str):
 
 def evaluate_policy(policy, env_id: str, episodes: int, seed: int = 10_000) -> float:
     """Mean return of ``episodes`` deterministic episodes."""
-    from robot_training.utils.data_collection import evaluate_policy as evaluate
+    from robot_training.envs.collection import evaluate_policy as evaluate
 
     return evaluate(policy, env_id, episodes, seed)
 
@@ -393,7 +393,7 @@ ALL_BC_EPOCHS = 30
 
 def run_all(cfg, args) -> List[Row]:
     """policy → demonstrations from it → BC → world model → Dreamer, small budgets."""
-    from robot_training.utils.data_collection import DataCollector
+    from robot_training.envs.collection import DataCollector
 
     rows: List[Row] = []
     policy_cfg = cfg

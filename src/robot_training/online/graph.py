@@ -211,7 +211,7 @@ def report(args) -> dict:
     final = None
     if newest is not None and eval_env and interface is not None:
         from robot_training.deploy import DeployError, load_policy
-        from robot_training.utils.data_collection import evaluate_policy
+        from robot_training.envs.collection import evaluate_policy
 
         try:
             final = evaluate_policy(load_policy(newest, interface=interface), eval_env, args.eval_episodes)

@@ -34,7 +34,7 @@ from robot_training.config import Config, resolve_device
 from robot_training.data.trajectory import Trajectory, common_interface_fingerprint
 from robot_training.networks.encoders import ObservationShape
 from robot_training.reinforcement_learning.dreamer import CHECKPOINT_KIND, DreamerAgent
-from robot_training.reinforcement_learning.environments import EnvFactory, action_limits, make_env_factory
+from robot_training.envs.factories import EnvFactory, action_limits, make_env_factory
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.seeding import set_seed
 from robot_training.utils.stopping import save_on_stop

@@ -129,7 +129,7 @@ class LoopMonitorNode(Node):
 
     def _evaluate(self, path: str, step: int, why: str) -> None:
         from robot_training.deploy import DeployError, load_policy
-        from robot_training.utils.data_collection import evaluate_policy
+        from robot_training.envs.collection import evaluate_policy
 
         try:
             policy = load_policy(path, interface=self.interface, deterministic=True)

@@ -319,7 +319,7 @@ def cli_trajectories(cfg: Config, args, trajectories, default_steps: int) -> Lis
         from robot_training.data.trajectory import load_trajectories
 
         return load_trajectories(data)
-    from robot_training.reinforcement_learning.environments import collect_random_trajectories, make_env_factory
+    from robot_training.envs.factories import collect_random_trajectories, make_env_factory
 
     steps = getattr(args, "total_timesteps", None) or cfg.training.total_timesteps or default_steps
     env = getattr(args, "env", None) or cfg.training.env
