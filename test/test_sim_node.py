@@ -100,3 +100,34 @@ def test_parameters_are_described_and_read_only(procs, ros_node):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and 'Traceback' not in bad.stderr + bad.stdout
     assert 'parameter real_time_factor: -1.0 is out of range (must be from 0.001 to 1000.0' in bad.stderr + bad.stdout
+
+
+def test_sim_waits_for_its_subscribers_before_the_first_episode(procs, ros_node):
+    """wait_for_subscribers (the loop: 2): nothing is simulated, not even the clock, until the
+    observation topic and the command topic have that many subscribers each (actor and recorder;
+    the simulator and the recorder); then the first episode starts with its START event, so no
+    episode goes unanswered or unrecorded."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_training_msgs.msg import EpisodeEvent
+
+    sim = procs.start(node_cmd('sim_node', f'interface_file:={INTERFACE}', 'wait_for_subscribers:=2'))
+    got = {'clock': [], 'ev': [], 'js': []}
+    ros_node.create_subscription(Clock, '/clock', got['clock'].append, 10)
+    ros_node.create_subscription(EpisodeEvent, '/episode_event', got['ev'].append, 10)
+    spin_until(ros_node, lambda: any('/joint_states, /cmd have 2 subscribers each' in line for line in sim.lines),
+               30, 'the sim to start')
+    spin_for(ros_node, 1.5)
+    assert got['clock'] == [] and got['ev'] == []  # waiting: no step, no episode
+    ros_node.create_subscription(JointState, '/joint_states', got['js'].append, 10)
+    ros_node.create_subscription(JointState, '/joint_states', lambda _m: None, 10)  # the second node, say
+    spin_for(ros_node, 1.0)
+    assert got['js'] == []  # the command topic has only the simulator's own subscription
+    ros_node.create_subscription(Float64MultiArray, '/cmd', lambda _m: None, 10)  # the recorder's
+    spin_until(ros_node, lambda: len(got['js']) >= 5, 20, 'observations once subscribed')
+    assert got['ev'] and got['ev'][0].event == EpisodeEvent.EVENT_START and got['ev'][0].episode_id == 0
+    assert got['clock']
+    stop(sim)
+    assert sim.returncode == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
@@ -92,11 +93,15 @@ class RecorderNode(Node):
         self.create_service(Trigger, '~/start', self._start)
         self.create_service(Trigger, '~/stop', self._stop)
         self.create_service(Trigger, '~/split', self._split)
-        self.create_timer(p['discovery_period_s'], self.topics.discover)
-        self.create_timer(min(p['flush_period_s'], 1.0) or 0.5, self._flush)
-        self.create_timer(p['status_period_s'], self._publish_status)
+        # Discovery, flushing and status run on the wall clock whatever use_sim_time says: a
+        # recorder on sim time must find the simulator's topics before its clock starts, and
+        # what a SIGKILL can lose is a wall-clock flush period, paused simulation or not.
+        wall = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(p['discovery_period_s'], self.topics.discover, clock=wall)
+        self.create_timer(min(p['flush_period_s'], 1.0) or 0.5, self._flush, clock=wall)
+        self.create_timer(p['status_period_s'], self._publish_status, clock=wall)
         if p['log_period_s'] > 0:
-            self.create_timer(p['log_period_s'], self._log_counts)
+            self.create_timer(p['log_period_s'], self._log_counts, clock=wall)
         if p['autostart']:
             self.recorder.start()
         self.topics.discover()

@@ -54,6 +54,9 @@ PARAMETERS = {
     'world_name': ('', 'name in /world/<name>/reset and /pause (default: the interface name)'),
     'publish_clock': (True, 'publish /clock (simulation time)'),
     'start_paused': (False, 'wait for /world/<name>/pause false before stepping'),
+    'wait_for_subscribers': (0, 'start the first episode only once each observation topic and the command topic '
+                                'have this many subscribers (the loop: 2, the actor and the recorder on the '
+                                'observations, the simulator itself and the recorder on the command; 0: at once)'),
     'command_timeout_s': (0.5, 'command mode: publish the observation again after this long without a command'),
     'status_period_s': (1.0, 'period of ~/status (0: none)'),
 }
@@ -115,10 +118,36 @@ class SimNode(Node):
             self._diag = DiagnosticArray
             self.status_pub = self.create_publisher(DiagnosticArray, '~/status', 10)
             self.create_timer(p['status_period_s'], self._publish_status)
-        self._publish(self.sim.reset())
+        self.wait_for_subscribers = int(p['wait_for_subscribers'])
+        self.started = self.wait_for_subscribers == 0
         self.get_logger().info(
             f"simulating {p['env']} as '{world}' at {interface.control_rate_hz:g} Hz ({self.step_mode} stepping"
-            f"{', paused' if self.paused else ''}); action {interface.action.topic}")
+            f"{', paused' if self.paused else ''}); action {interface.action.topic}"
+            + ('' if self.started else f'; first episode once {", ".join(self._watched_topics())} have '
+               f'{self.wait_for_subscribers} subscribers each'))
+        if self.started:
+            self._publish(self.sim.reset())
+        else:  # no episode the actor does not answer or the recorder does not see
+            self._ready_timer = self.create_timer(0.05, self._start_when_subscribed)
+
+    def _watched_topics(self) -> list:
+        return [*(s.topic for s in self.interface.observations), self.interface.action.topic]
+
+    def _start_when_subscribed(self) -> None:
+        counts = {topic: self.count_subscribers(topic) for topic in self._watched_topics()}
+        if min(counts.values()) < self.wait_for_subscribers:
+            self._subscribed_since = None
+            return
+        # the graph lists a subscription before every publisher has matched it: give DDS a second
+        now = time.monotonic()
+        self._subscribed_since = getattr(self, '_subscribed_since', None) or now
+        if now - self._subscribed_since < 1.0:
+            return
+        self.destroy_timer(self._ready_timer)
+        self.started = True
+        self.get_logger().info(f"subscribers {', '.join(f'{t} {n}' for t, n in counts.items())}: "
+                               'starting the first episode')
+        self._publish(self.sim.reset())
 
     # ---------------------------------------------------------------- callbacks
     def _on_cmd(self, msg) -> None:
@@ -130,11 +159,11 @@ class SimNode(Node):
         self.commands += 1
         self._fresh_command = True
         self._last_command_wall = time.monotonic()
-        if self.step_mode == 'command' and not self.paused:
+        if self.step_mode == 'command' and not self.paused and self.started:
             self._step()
 
     def _step(self) -> None:
-        if self.paused:
+        if self.paused or not self.started:
             return
         resetting = self.sim.need_reset
         if not resetting and not self._fresh_command and self.commands:  # a controller is acting
@@ -153,7 +182,8 @@ class SimNode(Node):
 
     def status(self) -> dict:
         return {'steps': self.sim.steps, 'episodes': self.sim.episode_id, 'commands': self.commands,
-                'held_steps': self.held_steps, 'step_mode': self.step_mode, 'paused': self.paused}
+                'held_steps': self.held_steps, 'step_mode': self.step_mode, 'paused': self.paused,
+                'started': self.started}
 
     def _publish_status(self) -> None:
         from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -161,7 +191,8 @@ class SimNode(Node):
         msg = self._diag()
         msg.header.stamp = self.get_clock().now().to_msg()
         st = DiagnosticStatus(name='sim', hardware_id=self.get_name(), level=DiagnosticStatus.OK,
-                              message='paused' if self.paused else 'running')
+                              message='paused' if self.paused else 'running' if self.started
+                              else 'waiting for subscribers')
         st.values = [KeyValue(key=k, value=str(v)) for k, v in self.status().items()]
         msg.status.append(st)
         self.status_pub.publish(msg)
