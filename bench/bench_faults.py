@@ -203,6 +203,12 @@ def _trajectories(dataset: Path):
     return list(load_bag_dataset(dataset, str(INTERFACE), cache=False))
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as a terminal's ros2 launch gives it (a benchmark started with
+    ``nohup ... &`` would otherwise hand its children an ignored SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def launch_trials(n: int, rng: random.Random, root: Path) -> bool:
     from rosbags.rosbag2 import Reader
 
@@ -236,7 +242,7 @@ def launch_trials(n: int, rng: random.Random, root: Path) -> bool:
                 cmd += ['-p', p]
             logs[name] = folder / f'{name}.log'
             procs[name] = subprocess.Popen(cmd, env=env, stdout=logs[name].open('w'), stderr=subprocess.STDOUT,
-                                           process_group=group)
+                                           process_group=group, preexec_fn=_default_sigint)
             group = group or procs[name].pid
         run_s = rng.uniform(3.0, 8.0)
         time.sleep(run_s)

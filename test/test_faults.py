@@ -275,3 +275,31 @@ def test_full_disk_and_truncated_checkpoint_give_one_line(tmp_path):
     assert out.returncode == 2, out.stderr
     line = _one_line(out.stderr)
     assert line.startswith(f'train: error: {torn}: not a readable checkpoint'), line
+
+
+def test_ctrl_c_twice_while_a_node_is_still_starting_exits_0_without_a_traceback(tmp_path):
+    """ros2 launch stopped in its first seconds: each node gets two SIGINTs while it is still
+    importing rclpy / PyTorch / MuJoCo, or building itself. It exits 0 with one line, never a
+    KeyboardInterrupt traceback (the policy server needs about 2 s to start on a 2-core VM)."""
+    interface = REPO / 'config' / 'interface_inverted_pendulum.yaml'
+    outcomes = []
+    for module, delay in (('policy_server_node', 0.8), ('policy_server_node', 1.6), ('sim_node', 0.8),
+                          ('recorder_node', 0.8)):
+        cmd = [sys.executable, '-m', f'robot_training.ros.{module}', '--ros-args', '-p', f'interface_file:={interface}',
+               '-p', f'dataset_dir:={tmp_path / "ds"}'] if module == 'recorder_node' else [
+            sys.executable, '-m', f'robot_training.ros.{module}', '--ros-args', '-p', f'interface_file:={interface}']
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0 and 'Traceback' not in out, (module, delay, out)
+        outcomes.append('before it started' in out)
+    print('stopped before starting:', outcomes)

@@ -212,14 +212,22 @@ def test_online_loop_command_stops_on_a_double_sigint_with_everything_saved(tmp_
     cmd = [sys.executable, '-m', 'robot_training.online.graph', '--algorithm', 'sac', '--loop-dir', str(loop),
            '--config', str(learner_config(tmp_path)), '--print-period', '2', '--eval-episodes', '2']
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline and not (newest_checkpoint(loop) and len(list_episode_dirs(loop / 'dataset')) > 3):
-        time.sleep(0.5)
-    assert newest_checkpoint(loop) is not None, 'no checkpoint written'
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group ...
-    time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)  # ... and an impatient operator presses it again
-    out, _ = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and not (newest_checkpoint(loop)
+                                                   and len(list_episode_dirs(loop / 'dataset')) > 3):
+            time.sleep(0.5)
+        assert newest_checkpoint(loop) is not None, 'no checkpoint written'
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group ...
+        time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # ... and an impatient operator presses it again
+        out, _ = proc.communicate(timeout=120)
+    finally:  # a failed run must not leave its nodes behind
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
     assert proc.returncode == 0, out
     assert 'stopped by SIGINT' in out and 'learning loop: sac' in out and 'final evaluated return' in out
     logs = '\n'.join(p.read_text() for p in (loop / 'logs').glob('*.log'))

@@ -290,6 +290,11 @@ def _first_sigint_only(stop) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop.set()
 
+    from robot_training.ros import EARLY_STOP
+
+    if EARLY_STOP.is_set():  # run_node ends the node before it starts
+        stop.set()
+        return
     signal.signal(signal.SIGINT, on_sigint)
 
 
@@ -319,11 +324,18 @@ def run_node(program: str, make_node: Callable[[], Node],
 
     from rclpy.executors import SingleThreadedExecutor
 
+    from robot_training.ros import EARLY_STOP
+
     rclpy.init(args=args)
     stop = threading.Event()
     _first_sigint_only(stop)
     node = None
     cause, code = 'shutdown', 0
+    if EARLY_STOP.is_set():  # Ctrl-C while the program was still importing: nothing started, nothing to save
+        _ignore_sigint()
+        print(f'[{program}] stopped by SIGINT before it started', flush=True)
+        rclpy.try_shutdown()
+        return
     try:
         node = make_node()
         executor = SingleThreadedExecutor()
