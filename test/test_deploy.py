@@ -65,9 +65,23 @@ def ppo_path(tmp_path_factory):
 # ------------------------------------------------------------------------------ load_policy
 
 
-def test_ppo_and_sac_load_and_act(ppo_path, interface, tmp_path):
+def test_ppo_and_sac_load_and_act(ppo_path, interface, tmp_path, monkeypatch):
+    """Deploying builds an actor, not a trainer: no optimiser is made while loading; and the
+    PyTorch path (an actor the NumPy copy does not take) acts like the NumPy one."""
+    from robot_training.deploy import policy as deploy_policy
+
+    def no_optimiser(*_a, **_k):
+        raise AssertionError("load_policy built an optimiser")
+
     for path in (ppo_path, tiny_policy(tmp_path, "sac", steps=100)):
-        policy = load_policy(path, interface=interface)
+        with monkeypatch.context() as m:
+            m.setattr(torch.optim, "Adam", no_optimiser)
+            policy = load_policy(path, interface=interface)
+            m.setattr(deploy_policy, "numpy_actor", lambda *_a: None)
+            through_torch = load_policy(path, interface=interface)
+        assert policy.backend == "numpy" and through_torch.backend == "torch"
+        obs = np.linspace(-1, 1, 4).astype(np.float32)
+        np.testing.assert_allclose(policy.act(obs), through_torch.act(obs), atol=1e-5)
         assert policy.observation_shape == (4,) and policy.action_dim == 1 and not policy.recurrent
         a = policy.act(np.zeros(4, np.float32))
         assert a.shape == (1,) and np.isfinite(a).all()

@@ -6,8 +6,8 @@
     policy.reset()                      # at the start of every episode
     action = policy.act(observation)    # NumPy in, NumPy out; recurrent state kept inside
 
-Kinds: ``ppo``, ``sac`` (:class:`PolicyTrainer`; continuous actors act through a NumPy copy of their
-layers, :mod:`robot_training.deploy.numpy_actor`), ``bc`` (feed-forward or LSTM,
+Kinds: ``ppo``, ``sac`` (``PPOPolicy`` / ``SACPolicy``: the actor alone, no optimiser or critic;
+continuous actors act through a NumPy copy of their layers, :mod:`robot_training.deploy.numpy_actor`), ``bc`` (feed-forward or LSTM,
 :class:`BehavioralCloning`) and ``dreamer`` (:class:`DreamerAgent`, agent or full trainer
 checkpoint). A ``world_model`` checkpoint has no actor and is refused, as are missing files,
 files that are not robot_training checkpoints, and checkpoints whose observation/action sizes
@@ -96,21 +96,29 @@ def _same_shapes(a: Any, b: Any) -> bool:
 # --------------------------------------------------------------------------- one loader per kind
 
 
-def _load_policy_trainer(path: Path, kind: str, data: Dict[str, Any]):
-    from robot_training.policies.train_policy import PolicyTrainer
+def _load_actor(path: Path, kind: str, data: Dict[str, Any]):
+    """PPO / SAC: only what acting needs (``PPOPolicy`` / ``SACPolicy``), built from the
+    checkpoint already read; continuous actors act through a NumPy copy of their layers."""
+    from robot_training.config import Config, config_from_dict
+    from robot_training.policies.ppo import PPOPolicy
+    from robot_training.policies.sac import SACPolicy
 
-    trainer = PolicyTrainer(kind).load(path, load_replay=False)
-    obs_space, act_space = trainer.algo.observation_space, trainer.algo.action_space
+    config = config_from_dict(data["config"], source=str(path)) if data.get("config") is not None else Config()
+    try:
+        policy = {"ppo": PPOPolicy, "sac": SACPolicy}[kind](data, config)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"does not fit a {kind} policy ({exc})") from None
+    obs_space, act_space = policy.observation_space, policy.action_space
     if getattr(act_space, "shape", None) is None or len(act_space.shape) != 1:
         raise DeployError(f"{path}: {kind} policy with action space {act_space}: only continuous (Box) "
                           "actions can be deployed on an interface")
 
-    fast = numpy_actor(kind, trainer.algo)  # the actor's own layers in NumPy (None: not exact for this one)
+    fast = numpy_actor(kind, policy)  # the actor's own layers in NumPy (None: not exact for this one)
 
     def act(obs, state, deterministic):
         if fast is not None:
             return fast(obs, deterministic), state
-        return trainer.predict(np.asarray(obs, dtype=np.float32), deterministic=deterministic), state
+        return policy.predict(np.asarray(obs, dtype=np.float32), deterministic=deterministic), state
 
     return dict(observation_shape=tuple(obs_space.shape), action_dim=int(act_space.shape[0]), recurrent=False,
                 act_fn=act, initial_state=lambda: None, backend='numpy' if fast is not None else 'torch')
@@ -156,8 +164,8 @@ def import_loaders() -> None:
 
 #: checkpoint kind → loader (an explicit registry)
 LOADERS: Dict[str, Callable] = {
-    "ppo": _load_policy_trainer,
-    "sac": _load_policy_trainer,
+    "ppo": _load_actor,
+    "sac": _load_actor,
     "bc": _load_bc,
     "dreamer": _load_dreamer,
 }

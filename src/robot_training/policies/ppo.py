@@ -327,3 +327,24 @@ class PPO:
         if self._envs is not None:
             self._envs.close()
             self._envs = None
+
+
+class PPOPolicy:
+    """What acting with a PPO checkpoint needs: the actor-critic network (its observation
+    normaliser inside) and the spaces, no optimiser or return normaliser. ``predict`` is
+    :meth:`PPO.predict`; the deploy loader builds this, not a trainer."""
+
+    algorithm = "ppo"
+
+    def __init__(self, state: dict, config: Config, device: str = "cpu"):
+        self.observation_space = space_from_spec(state["observation_space"])
+        self.action_space = space_from_spec(state["action_space"])
+        self.device = torch.device(device)
+        cfg: PolicyConfig = config.policy
+        self.model = ActorCritic(self.observation_space.shape[0], self.action_space, cfg.hidden_dim,
+                                 cfg.num_layers, cfg.norm_obs).to(self.device)
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+
+    predict = PPO.predict
+    _to_env_action = PPO._to_env_action

@@ -303,3 +303,23 @@ class SAC:
         if self._envs is not None:
             self._envs.close()
             self._envs = None
+
+
+class SACPolicy:
+    """What acting with a SAC checkpoint needs, and nothing else: the actor and the spaces (no
+    critics, optimisers, entropy temperature or replay). ``predict`` is :meth:`SAC.predict`;
+    the deploy loader builds this, not a trainer."""
+
+    algorithm = "sac"
+
+    def __init__(self, state: dict, config: Config, device: str = "cpu"):
+        self.observation_space = space_from_spec(state["observation_space"])
+        self.action_space = space_from_spec(state["action_space"])
+        self.device = torch.device(device)
+        cfg: SACConfig = config.sac
+        self.actor = Actor(self.observation_space.shape[0], self.action_space, cfg.hidden_dim,
+                           cfg.num_layers).to(self.device)
+        self.actor.load_state_dict(state["actor"])
+        self.actor.eval()
+
+    predict = SAC.predict
