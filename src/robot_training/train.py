@@ -102,8 +102,12 @@ class Row(NamedTuple):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train", description="Train robot_training components.")
     p.add_argument("--mode", choices=sorted(MODES), default="all", help="component(s) to train (default: all)")
-    p.add_argument("--algorithm", choices=["ppo", "sac", "dreamer"], default=None,
-                   help="policy mode: ppo (default) or sac; online mode: dreamer (default: online.algorithm) or sac")
+    from robot_training.algorithms import names
+
+    policy_algorithms = names(family="policy")
+    p.add_argument("--algorithm", choices=policy_algorithms + names(family="dreamer"), default=None,
+                   help=f"policy mode: {' or '.join(policy_algorithms)} (default ppo); online mode: dreamer "
+                        "(default: online.algorithm) or an off-policy one")
     p.add_argument("--config", default=None, help="YAML file overriding config/default_config.yaml")
     p.add_argument("--preset", default=None, metavar="NAME",
                    help=f"named configuration from config/presets/ applied before --config ({_preset_help()})")
@@ -233,9 +237,12 @@ def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:
     from robot_training.envs.make import check_env_id
     from robot_training.policies.train_policy import PolicyTrainer, resolve_budget
 
+    from robot_training.algorithms import names
+
     algorithm = algorithm or args.algorithm or "ppo"
-    if algorithm not in ("ppo", "sac"):
-        raise UsageError(f"--mode policy trains ppo or sac, not {algorithm} (use --mode dreamer)")
+    if algorithm not in names(family="policy"):
+        raise UsageError(f"--mode policy trains {' or '.join(names(family='policy'))}, not {algorithm} "
+                         "(use --mode dreamer)")
     env_id = cfg.training.env
     check_env_id(env_id)
     budget = resolve_budget(cfg)

@@ -99,13 +99,12 @@ def _same_shapes(a: Any, b: Any) -> bool:
 def _load_actor(path: Path, kind: str, data: Dict[str, Any]):
     """PPO / SAC: only what acting needs (``PPOPolicy`` / ``SACPolicy``), built from the
     checkpoint already read; continuous actors act through a NumPy copy of their layers."""
+    from robot_training.algorithms import REGISTRY, resolve
     from robot_training.config import Config, config_from_dict
-    from robot_training.policies.ppo import PPOPolicy
-    from robot_training.policies.sac import SACPolicy
 
     config = config_from_dict(data["config"], source=str(path)) if data.get("config") is not None else Config()
     try:
-        policy = {"ppo": PPOPolicy, "sac": SACPolicy}[kind](data, config)
+        policy = resolve(REGISTRY[kind].actor)(data, config)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"does not fit a {kind} policy ({exc})") from None
     obs_space, act_space = policy.observation_space, policy.action_space
@@ -162,13 +161,26 @@ def import_loaders() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
-#: checkpoint kind → loader (an explicit registry)
-LOADERS: Dict[str, Callable] = {
-    "ppo": _load_actor,
-    "sac": _load_actor,
-    "bc": _load_bc,
+#: algorithm family (robot_training.algorithms) → loader of its deployable checkpoints
+FAMILY_LOADERS: Dict[str, Callable] = {
+    "policy": _load_actor,
+    "supervised": _load_bc,
     "dreamer": _load_dreamer,
 }
+
+
+def loader_for(kind: Optional[str]) -> Optional[Callable]:
+    """The loader of a checkpoint ``kind`` (an algorithm of the registry with an actor), or None."""
+    from robot_training.algorithms import REGISTRY
+
+    entry = REGISTRY.get(kind) if isinstance(kind, str) else None
+    return FAMILY_LOADERS.get(entry.family) if entry is not None and entry.actor is not None else None
+
+
+def deployable_kinds() -> list:
+    from robot_training.algorithms import names
+
+    return [n for n in names(deployable=True) if loader_for(n) is not None]
 
 
 def _check_interface(path: Path, interface, fingerprint: Optional[str], obs_shape, action_dim: int) -> None:
@@ -205,10 +217,10 @@ def load_policy(path: PathLike, interface=None, deterministic: bool = True) -> D
     kind = data.get("kind")
     if kind == "world_model":
         raise DeployError(f"{path}: a world-model checkpoint has no actor to deploy "
-                          "(train Dreamer on it, or deploy a ppo/sac/bc/dreamer checkpoint)")
-    loader = LOADERS.get(kind)
+                          f"(train Dreamer on it, or deploy a {'/'.join(deployable_kinds())} checkpoint)")
+    loader = loader_for(kind)
     if loader is None:
-        raise DeployError(f"{path}: checkpoint kind {kind!r} cannot be deployed; one of {sorted(LOADERS)}")
+        raise DeployError(f"{path}: checkpoint kind {kind!r} cannot be deployed; one of {sorted(deployable_kinds())}")
     fingerprint = data.get("interface_fingerprint") or None
     try:
         parts = loader(path, kind, data)

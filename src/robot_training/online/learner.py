@@ -20,8 +20,8 @@ After a crash (SIGKILL) a restarted learner resumes from its newest checkpoint (
 optimisers, update count, RNG) and rebuilds its replay from every finished episode in the
 dataset folder, episodes recorded while it was down included.
 
-Algorithms (:data:`ONLINE_ALGORITHMS`): ``dreamer`` (world model + actor-critic in
-imagination) and ``sac``. PPO is on-policy: it needs fresh rollouts of the policy being
+Algorithms (:func:`loop_algorithms`, from :mod:`robot_training.algorithms`): ``dreamer``
+(world model + actor-critic in imagination) and every off-policy learner (``sac``). PPO is on-policy: it needs fresh rollouts of the policy being
 updated, not a stream of episodes recorded by earlier policies, so it is refused.
 """
 
@@ -105,32 +105,38 @@ class DreamerOnline:
         self.trainer.load_checkpoint(path)
 
 
-class SACOnline:
-    """SAC fed with recorded transitions (actions in the interface's units)."""
+class OffPolicyOnline:
+    """An off-policy learner of the ``policy`` family (SAC) fed with recorded transitions
+    (actions in the interface's units). Its class comes from :mod:`robot_training.algorithms`;
+    it needs the off-policy surface: ``replay``, ``train_step(batch)``, ``num_updates``,
+    ``state_dict`` / ``load_state_dict`` and a config section with ``updates_per_step`` and
+    ``batch_size``."""
 
-    kind = "sac"
     component = "policy"
-    prefix = "policy_sac_online"
     default_checkpoint_every = 250
 
-    def __init__(self, interface, config: Config, device: str):
+    def __init__(self, interface, config: Config, device: str, name: str = "sac"):
         import gymnasium as gym
 
-        from robot_training.policies.sac import SAC
+        from robot_training.algorithms import get, resolve
 
+        entry = get(name, family="policy")
+        self.kind, self.prefix = name, f"policy_{name}_online"
         if interface.observation_layout != "flat":
-            raise OnlineError(f"sac learns from vector observations; interface {interface.source} has image "
+            raise OnlineError(f"{name} learns from vector observations; interface {interface.source} has image "
                               "streams (use algorithm dreamer)")
         self.fingerprint = interface.fingerprint
         obs_space = gym.spaces.Box(-np.inf, np.inf, interface.observation_shape, np.float32)
         act_space = gym.spaces.Box(np.asarray(interface.action.low, np.float32),
                                    np.asarray(interface.action.high, np.float32), dtype=np.float32)
         self.config = config
-        self.algo = SAC(obs_space, act_space, config=config, seed=config.training.seed, device=device)
+        self.section = getattr(config, entry.config_section)
+        self.algo = resolve(entry.learner)(obs_space, act_space, config=config, seed=config.training.seed,
+                                           device=device)
 
     def default_updates_per_step(self) -> float:
         # in real time a robot's steps, not compute, are scarce: twice the updates of a simulator run
-        return 2.0 * float(self.config.sac.updates_per_step)
+        return 2.0 * float(self.section.updates_per_step)
 
     def add(self, trajectory) -> None:
         final = trajectory.final_observation
@@ -145,10 +151,10 @@ class SACOnline:
         return len(self.algo.replay)
 
     def can_update(self) -> bool:
-        return len(self.algo.replay) >= self.config.sac.batch_size
+        return len(self.algo.replay) >= self.section.batch_size
 
     def update(self) -> Dict[str, float]:
-        return self.algo.train_step(self.algo.replay.sample(self.config.sac.batch_size))
+        return self.algo.train_step(self.algo.replay.sample(self.section.batch_size))
 
     @property
     def updates(self) -> int:
@@ -159,24 +165,36 @@ class SACOnline:
         state = self.algo.state_dict()
         state["env"] = None
         state["episodes"] = int(episodes)
-        return save_checkpoint(path, "sac", state, config=self.config.to_dict(), interface_fingerprint=self.fingerprint)
+        return save_checkpoint(path, self.kind, state, config=self.config.to_dict(),
+                               interface_fingerprint=self.fingerprint)
 
     def load(self, path: Path) -> None:
-        self.algo.load_state_dict(load_checkpoint(path, kind="sac", map_location=self.algo.device))
+        self.algo.load_state_dict(load_checkpoint(path, kind=self.kind, map_location=self.algo.device))
 
 
-#: algorithm name → online learner (an explicit registry)
-ONLINE_ALGORITHMS = {"dreamer": DreamerOnline, "sac": SACOnline}
-REFUSED = {"ppo": "ppo is on-policy: it needs fresh rollouts of the policy being updated, not episodes recorded "
-                  "by earlier policies; use algorithm sac (model-free) or dreamer in the loop"}
+def loop_algorithms() -> List[str]:
+    """The registry's algorithms that can learn in the loop: Dreamer and every off-policy one."""
+    from robot_training.algorithms import REGISTRY
+
+    return [a.name for a in REGISTRY.values() if a.family == "dreamer" or (a.family == "policy" and not a.on_policy)]
 
 
 def check_algorithm(name: str) -> str:
-    if name in REFUSED:
-        raise OnlineError(REFUSED[name])
-    if name not in ONLINE_ALGORITHMS:
-        raise OnlineError(f"unknown loop algorithm {name!r}; one of {', '.join(sorted(ONLINE_ALGORITHMS))}")
+    from robot_training.algorithms import REGISTRY
+
+    entry = REGISTRY.get(name)
+    if entry is not None and entry.family == "policy" and entry.on_policy:
+        raise OnlineError(f"{name} is on-policy: it needs fresh rollouts of the policy being updated, not episodes "
+                          "recorded by earlier policies; use algorithm sac (model-free) or dreamer in the loop")
+    if name not in loop_algorithms():
+        raise OnlineError(f"unknown loop algorithm {name!r}; one of {', '.join(sorted(loop_algorithms()))}")
     return name
+
+
+def _online_adapter(name: str, interface, config: Config, device: str):
+    if name == "dreamer":
+        return DreamerOnline(interface, config, device)
+    return OffPolicyOnline(interface, config, device, name=name)
 
 
 # --------------------------------------------------------------------------- the learner
@@ -192,7 +210,7 @@ class OnlineLearner:
         self.interface = interface
         self.algorithm = check_algorithm(algorithm)
         self.device = resolve_device(device or self.config.training.device)
-        self.algo = ONLINE_ALGORITHMS[algorithm](interface, self.config, self.device)
+        self.algo = _online_adapter(algorithm, interface, self.config, self.device)
         online = self.config.online
         try:
             self.cpu_policy = check_cpu_policy(online.cpu_policy)

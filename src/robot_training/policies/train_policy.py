@@ -21,29 +21,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Optional, Type, Union
+from typing import Optional, Type, Union
 
 import numpy as np
 import torch
 
 from robot_training.checkpoint import CheckpointError, checkpoint_directory, load_checkpoint, save_checkpoint
+from robot_training.algorithms import get, resolve
 from robot_training.config import Config, config_from_dict, resolve_device
 from robot_training.envs.make import EnvSpec, make_env
 from robot_training.policies.common import Checkpointer, latest_checkpoint
-from robot_training.policies.ppo import PPO
 from robot_training.policies.sac import SAC
 from robot_training.utils.logging import RunLogger, run_name
 from robot_training.utils.seeding import set_seed
 
-#: algorithm name → class (an explicit registry)
-ALGORITHMS: Dict[str, Type] = {"ppo": PPO, "sac": SAC}
-
-
-def _algorithm_class(name: str):
-    try:
-        return ALGORITHMS[name]
-    except KeyError:
-        raise ValueError(f"unknown policy algorithm {name!r}; one of {sorted(ALGORITHMS)}") from None
+def _algorithm_class(name: str) -> Type:
+    """The learner class of a ``policy``-family algorithm (:mod:`robot_training.algorithms`)."""
+    return resolve(get(name, family="policy").learner)
 
 
 def replay_path(checkpoint_path: Union[str, os.PathLike]) -> Path:
