@@ -1,6 +1,5 @@
 """The train command line: errors, unavailable modes, a real kill -9 and --resume."""
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -47,20 +46,6 @@ def test_errors_from_a_real_process_have_no_traceback(tmp_path):
     assert out.returncode == 2
     assert "checkpoint not found" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize("mode,module", [
-    ("world_model", "robot_training.world_models.train_world_model"),
-    ("dreamer", "robot_training.reinforcement_learning.train_dreamer"),
-])
-def test_modes_not_yet_available_fail_with_message(tmp_path, capsys, mode, module):
-    if importlib.util.find_spec(module) is None:
-        assert train.main(["--mode", mode, "--checkpoint-dir", str(tmp_path)]) == train.EXIT_UNAVAILABLE
-        assert f"mode '{mode}' is not available yet" in capsys.readouterr().err
-    else:  # once the module exists the CLI dispatches to its run_cli
-        assert callable(train._external(module, mode))
-    with pytest.raises(train.ModeUnavailable, match="mode 'x' is not available yet"):
-        train._external("robot_training.no_such_module", "x")
 
 
 def _state(path):

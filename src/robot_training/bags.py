@@ -31,7 +31,8 @@ from typing import List, Optional
 import numpy as np
 import yaml
 
-GAP_FACTOR = 1.8
+from robot_training.recording.stats import GAP_FACTOR
+
 EVENT_NAMES = {0: "START", 1: "END", 2: "RESET"}
 
 

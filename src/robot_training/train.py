@@ -11,7 +11,7 @@
 
 Modes are functions ``(cfg, args) -> [summary rows]`` in the :data:`MODES` registry. Bad input
 (unknown env, bad config key, missing checkpoint) prints one ``train: error:`` line and exits
-with status 2; a mode whose implementation is not in this installation exits with status 3.
+with status 2.
 
 Ctrl-C or SIGTERM stops an offline run cooperatively (:func:`stop_between_updates`): at the
 next scalar the learner logs between two updates it raises :class:`TrainingStopped`, the
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
 import sys
 import threading
 import time
@@ -36,15 +34,10 @@ from typing import Callable, Dict, List, NamedTuple, Optional
 from robot_training.utils.stopping import TrainingStopped, save_on_stop  # noqa: F401 - re-exported
 
 EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
 
 
 class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
-
-
-class ModeUnavailable(Exception):
-    """A mode whose implementation is not part of this installation (exit status 3)."""
 
 
 #: scalars logged while experience is collected, not between two updates
@@ -234,10 +227,14 @@ def evaluate_policy(policy, env_id: str, episodes: int, seed: int = 10_000) -> f
 
 
 def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:
+    return _train_policy(cfg, args, algorithm)[0]
+
+
+def _train_policy(cfg, args, algorithm: Optional[str] = None):
+    """``(rows, trainer)`` of a policy run (``--mode all`` collects demonstrations with it)."""
+    from robot_training.algorithms import names
     from robot_training.envs.make import check_env_id
     from robot_training.policies.train_policy import PolicyTrainer, resolve_budget
-
-    from robot_training.algorithms import names
 
     algorithm = algorithm or args.algorithm or "ppo"
     if algorithm not in names(family="policy"):
@@ -268,9 +265,8 @@ def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:
         raise
     finally:
         trainer.close()
-    run_policy.last_trainer = trainer
     return [Row(f"policy ({algorithm}, {env_id}, {trainer.num_timesteps} steps)", str(trainer.final_checkpoint),
-                f"eval return {metric:.1f}")]
+                f"eval return {metric:.1f}")], trainer
 
 
 def run_supervised(cfg, args, trajectories=None) -> List[Row]:
@@ -282,21 +278,7 @@ def run_supervised(cfg, args, trajectories=None) -> List[Row]:
                 f"validation loss {trainer.validation_loss:.4f}")]
 
 
-def _external(module: str, mode: str) -> Callable:
-    """``module.run_cli`` if that module is part of this installation."""
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        raise ModeUnavailable(f"mode '{mode}' is not available yet ({module} is not in this installation)")
-    run = getattr(importlib.import_module(module), "run_cli", None)
-    if run is None:
-        raise ModeUnavailable(f"mode '{mode}' is not available yet ({module} has no run_cli)")
-    return run
-
-
-def _external_rows(result, component: str) -> List[Row]:
+def _result_rows(result, component: str) -> List[Row]:
     result = result or {}
     metric = result.get("metric", result.get("final_metric", ""))
     if isinstance(metric, float):
@@ -305,17 +287,19 @@ def _external_rows(result, component: str) -> List[Row]:
 
 
 def run_world_model(cfg, args, trajectories=None) -> List[Row]:
-    run = _external("robot_training.world_models.train_world_model", "world_model")
+    from robot_training.world_models.train_world_model import run_cli
+
     if trajectories is None and args.data is not None:
         trajectories = load_data(args.data, args.interface, strict=args.strict)
-    return _external_rows(run(cfg, args, trajectories=trajectories), "world_model")
+    return _result_rows(run_cli(cfg, args, trajectories=trajectories), "world_model")
 
 
 def run_dreamer(cfg, args, trajectories=None) -> List[Row]:
-    run = _external("robot_training.reinforcement_learning.train_dreamer", "dreamer")
+    from robot_training.reinforcement_learning.train_dreamer import run_cli
+
     if trajectories is None and args.data is not None:
         trajectories = load_data(args.data, args.interface, strict=args.strict)
-    return _external_rows(run(cfg, args, trajectories=trajectories), "dreamer")
+    return _result_rows(run_cli(cfg, args, trajectories=trajectories), "dreamer")
 
 
 def run_online(cfg, args, stop=None, on_checkpoint=None, on_learner=None) -> List[Row]:
@@ -407,8 +391,8 @@ def run_all(cfg, args) -> List[Row]:
     if cfg.training.total_timesteps is None:
         policy_cfg = cfg.replace(training={"total_timesteps": ALL_POLICY_STEPS},
                                  sac={"learning_starts": min(cfg.sac.learning_starts, 1000)})
-    rows += run_policy(policy_cfg, args, algorithm=args.algorithm or "ppo")
-    expert = run_policy.last_trainer
+    policy_rows, expert = _train_policy(policy_cfg, args, algorithm=args.algorithm or "ppo")
+    rows += policy_rows
     collector = DataCollector(cfg.training.env, seed=cfg.training.seed + 1)
     demos = collector.collect_episodes(ALL_DEMONSTRATIONS, policy=expert)
     collector.close()
@@ -423,21 +407,14 @@ def run_all(cfg, args) -> List[Row]:
 
     bc = BehavioralCloning().load(bc_row.checkpoint)
     rows[-1] = bc_row._replace(metric=bc_row.metric + f", eval return {evaluate_policy(bc, cfg.training.env, cfg.training.eval_episodes):.1f}")
-    unavailable = []
     for name, fn in (("world_model", run_world_model), ("dreamer", run_dreamer)):
-        try:
-            rows += fn(cfg, args, trajectories=demos)
-        except ModeUnavailable as exc:
-            unavailable.append(str(exc))
-            rows.append(Row(name, "-", "not available yet"))
-            continue
+        rows += fn(cfg, args, trajectories=demos)
         if name == "dreamer":  # trained offline on the demonstrations: how does it act?
             from robot_training.reinforcement_learning.dreamer import DreamerAgent
 
             agent = DreamerAgent.from_checkpoint(rows[-1].checkpoint)
             ret = evaluate_policy(agent, cfg.training.env, cfg.training.eval_episodes)
             rows[-1] = rows[-1]._replace(metric=rows[-1].metric + f", eval return {ret:.1f}")
-    run_all.unavailable = unavailable
     return rows
 
 
@@ -528,9 +505,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except TrainingStopped as stopped:
         print(f"train: {describe_stop(stopped, cfg.training.checkpoint_dir, started)}", file=sys.stderr, flush=True)
         return 0
-    except ModeUnavailable as exc:
-        print(f"train: error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     except errors as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -543,11 +517,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("train: interrupted", file=sys.stderr)
         return 130
     print_table(rows)
-    unavailable = getattr(run_all, "unavailable", []) if args.mode == "all" else []
-    if unavailable:
-        for msg in unavailable:
-            print(f"train: error: {msg}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     return 0
 
 

@@ -79,6 +79,7 @@ from robot_training.data.interface import (
     load_interface,
 )
 from robot_training.data.trajectory import Trajectory
+from robot_training.utils.files import ament_prefixes
 
 PathLike = Union[str, os.PathLike]
 
@@ -169,9 +170,9 @@ def make_typestore():
 def _own_msg_dir() -> Optional[Path]:
     if _OWN_MSG_DIR.is_dir():
         return _OWN_MSG_DIR
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        d = Path(prefix) / "share" / "robot_training_msgs" / "msg"
-        if prefix and d.is_dir():
+    for prefix in ament_prefixes():
+        d = prefix / "share" / "robot_training_msgs" / "msg"
+        if d.is_dir():
             return d
     return None
 
@@ -582,14 +583,10 @@ def find_interface(path: PathLike, bags: Sequence[Path]) -> InterfaceDescription
 
 
 def _read_sidecar(bag: Path) -> dict:
-    f = (bag if bag.is_dir() else bag.parent) / SIDECAR
-    if not f.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(f.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The recorder's ``episode.yaml`` of a bag folder (or of the folder of a bag file)."""
+    from robot_training.recording.recorder import read_sidecar
+
+    return read_sidecar(bag if bag.is_dir() else bag.parent)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -21,6 +21,8 @@ from typing import Optional
 # Intervals the running median is taken over, and how many are needed before gaps count.
 MEDIAN_WINDOW = 64
 MIN_INTERVALS = 8
+#: an interval longer than this many median periods is a gap (the recorder's status and `bags info`)
+GAP_FACTOR = 1.8
 
 
 @dataclass
@@ -30,7 +32,7 @@ class TopicStats:
     topic: str
     msgtype: str
     expected_rate_hz: Optional[float] = None
-    gap_factor: float = 1.8
+    gap_factor: float = GAP_FACTOR
     received: int = 0
     written: int = 0
     dropped: int = 0

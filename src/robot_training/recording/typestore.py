@@ -9,7 +9,6 @@ Only text files are read: nothing named by a topic or a bag is imported or run.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Iterable, Optional
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
+
+from robot_training.utils.files import ament_prefixes
 
 OWN_PACKAGE = 'robot_training_msgs'
 # pkg/msg/Type, the only form a recorded topic type may take.
@@ -34,8 +35,6 @@ def valid_msgtype(name: str) -> bool:
     return bool(MSGTYPE_RE.match(name))
 
 
-def _ament_prefixes() -> list[Path]:
-    return [Path(p) for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
 
 
 def find_msg_file(msgtype: str, extra_dirs: Iterable[Path] = ()) -> Optional[Path]:
@@ -43,7 +42,7 @@ def find_msg_file(msgtype: str, extra_dirs: Iterable[Path] = ()) -> Optional[Pat
     if not valid_msgtype(msgtype):
         return None
     pkg, _, name = msgtype.split('/')
-    candidates = [prefix / 'share' / pkg / 'msg' / f'{name}.msg' for prefix in _ament_prefixes()]
+    candidates = [prefix / 'share' / pkg / 'msg' / f'{name}.msg' for prefix in ament_prefixes()]
     candidates += [Path(d) / f'{name}.msg' for d in extra_dirs]
     if pkg == OWN_PACKAGE:
         candidates.append(_SOURCE_MSG_DIR / f'{name}.msg')

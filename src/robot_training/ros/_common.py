@@ -10,7 +10,6 @@ Message classes are resolved only for interface packages registered in the ament
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -24,6 +23,7 @@ from rclpy.qos import (
 
 from robot_training.recording import DatasetRecorder, RecordingError, UnknownMessageType
 from robot_training.recording.typestore import header_stamp_ns, valid_msgtype
+from robot_training.utils.files import ament_prefixes
 
 # Topics of the ROS machinery itself, never recorded by "all topics".
 DEFAULT_EXCLUDES = ('/rosout', '/parameter_events')
@@ -33,10 +33,8 @@ SUBSCRIPTION_DEPTH = 100
 def _interface_packages() -> dict[str, Path]:
     """Interface packages of the ament index: name -> resource file."""
     found: dict[str, Path] = {}
-    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        if not prefix:
-            continue
-        index = Path(prefix) / 'share' / 'ament_index' / 'resource_index' / 'rosidl_interfaces'
+    for prefix in ament_prefixes():
+        index = prefix / 'share' / 'ament_index' / 'resource_index' / 'rosidl_interfaces'
         if index.is_dir():
             for entry in index.iterdir():
                 found.setdefault(entry.name, entry)

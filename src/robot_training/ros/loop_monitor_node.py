@@ -131,10 +131,19 @@ class LoopMonitorNode(Node):
         from robot_training.deploy import DeployError, load_policy
         from robot_training.envs.collection import evaluate_policy
 
+        from robot_training.utils.files import atomic_write
+
         try:
-            policy = load_policy(path, interface=self.interface, deterministic=True)
+            # evaluate a copy: the learner prunes old checkpoints, and a long evaluation (a
+            # Dreamer policy that balances: 10 x 1000 steps) outlives the file it started from
+            snapshot = Path(path).read_bytes()
+            candidate = self.loop_dir / '.evaluating.pt'
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(candidate) as f:
+                f.write(snapshot)
+            policy = load_policy(candidate, interface=self.interface, deterministic=True)
             value = evaluate_policy(policy, self.p['eval_env'], int(self.p['eval_episodes']))
-        except (DeployError, OSError) as err:  # pruned meanwhile, or refused
+        except (DeployError, OSError) as err:  # pruned before it could be read, or refused
             self.get_logger().warning(f'could not evaluate {path}: {err}')
             self._eval_busy.clear()
             return
@@ -143,22 +152,20 @@ class LoopMonitorNode(Node):
         self.get_logger().info(f'evaluated {Path(path).name} (update {step}, {why}): mean return {value:.1f} '
                                f"over {self.p['eval_episodes']} deterministic episodes")
         if value > self._best:
-            self._keep_best(path, step, value)
+            self._keep_best(path, step, value, snapshot)
         self._streak = self._streak + 1 if value >= self.p['threshold'] else 0
         if self.p['until_balanced'] and self._streak >= max(1, self.p['confirmations']):
             self._done_reason = (f'solved: {self._streak} checkpoints in a row evaluated at '
                                  f'{self.p["threshold"]:g} or more (last {value:.1f})')
         self._eval_busy.clear()
 
-    def _keep_best(self, path: str, step: int, value: float) -> None:
-        import shutil
-
+    def _keep_best(self, path: str, step: int, value: float, snapshot: bytes) -> None:
         from robot_training.utils.files import atomic_write
 
         try:
-            with open(path, 'rb') as src, atomic_write(self.loop_dir / 'best_policy.pt') as dst:
-                shutil.copyfileobj(src, dst)
-        except OSError as err:  # pruned by the learner meanwhile
+            with atomic_write(self.loop_dir / 'best_policy.pt') as dst:
+                dst.write(snapshot)  # the bytes evaluated, even if the learner pruned the file since
+        except OSError as err:
             self.get_logger().warning(f'could not keep {path} as the best policy: {err}')
             return
         self._best = value

@@ -36,3 +36,8 @@ def atomic_write(path: Union[str, os.PathLike], mode: str = "wb", fsync: bool = 
                 os.close(dir_fd)
         except OSError:
             pass
+
+
+def ament_prefixes() -> list:
+    """The install prefixes of the ament index (``AMENT_PREFIX_PATH``), in order, as paths."""
+    return [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
