@@ -77,14 +77,17 @@ def kill_writer_mid_episode(dataset: Path, storage: str, min_written: int = 1500
             last = int(line)
             if last >= min_written:
                 break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill(proc)
     assert last >= min_written, 'writer did not get far enough'
     return last
+
+
+def _kill(proc) -> None:
+    """SIGKILL the writer (wherever it is) and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
@@ -337,12 +340,8 @@ def kill_sqlite_writer(bag: Path, mode: str, commit_until: int = 1000) -> int:
             if line.strip() == 'open':
                 break
             committed = int(line)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill(proc)
     return committed
 
 

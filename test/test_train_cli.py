@@ -145,6 +145,21 @@ def test_supervised_from_bags_through_the_interface(tmp_path, capsys):
     assert "--interface applies to bags" in capsys.readouterr().err
 
 
+def _ctrl_c_twice(proc) -> str:
+    """Two SIGINTs 10 ms apart (ros2 launch plus a terminal), then the process's stderr; a
+    process still running after 60 s is killed."""
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+            proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_ctrl_c_twice_saves_a_checkpoint_that_resume_continues(tmp_path):
     """Two SIGINTs within milliseconds (ros2 launch plus a terminal) on `train --mode policy`:
     it stops at the next update, saves, prints one line naming the checkpoint, exits 0; --resume
@@ -160,14 +175,8 @@ def test_ctrl_c_twice_saves_a_checkpoint_that_resume_continues(tmp_path):
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.2)
         periodic = max(int(re.search(r"step(\d+)", p.name).group(1)) for p in ckpt_dir.glob("policy_ppo_step*.pt"))
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = _ctrl_c_twice(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "interrupted" not in err, err
     found = re.search(r"^train: stopped at step (\d+): saved checkpoint (\S+)$", err, re.M)
@@ -227,14 +236,8 @@ def test_ctrl_c_twice_in_offline_modes_saves_what_resume_continues(tmp_path, mod
                 p.stat().st_size > 200 for p in logs.rglob("events.out.tfevents.*"))):
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = _ctrl_c_twice(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
     found = re.search(r"^train: stopped at step (\d+): saved checkpoint (\S+)$", err, re.M)
