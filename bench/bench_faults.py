@@ -71,6 +71,19 @@ def recorder_trials(n: int, rng: random.Random, root: Path) -> bool:
     return ok
 
 
+def kill_after_first_checkpoint(args, folder: Path, env: dict, ckpt_dir: Path, delay: float) -> float:
+    """Run ``train *args``, SIGKILL it ``delay`` s after its first checkpoint appears; ``delay``."""
+    proc = subprocess.Popen([sys.executable, '-m', 'robot_training.train', *args], cwd=folder, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ckpt_dir.glob('*.pt')) and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return delay
+
+
 def trainer_trials(n: int, rng: random.Random, root: Path) -> bool:
     from robot_training.checkpoint import CheckpointError, load_checkpoint
     from robot_training.policies.common import latest_checkpoint
@@ -87,16 +100,8 @@ def trainer_trials(n: int, rng: random.Random, root: Path) -> bool:
         common = ['--mode', 'policy', '--algorithm', 'ppo', '--env', 'CartPole-v1', '--config', 'small.yaml',
                   '--checkpoint-dir', str(folder), '--no-progress', '--seed', str(i)]
         ckpt_dir = folder / 'policies' / 'checkpoints' / 'ppo'
-        proc = subprocess.Popen([sys.executable, '-m', 'robot_training.train', *common, '--total-timesteps',
-                                 '100000000'], cwd=folder, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and not list(ckpt_dir.glob('*.pt')) and proc.poll() is None:
-            time.sleep(0.05)
-        delay = rng.uniform(1.0, 6.0)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        delay = kill_after_first_checkpoint([*common, '--total-timesteps', '100000000'], folder, env, ckpt_dir,
+                                            rng.uniform(1.0, 6.0))
         files = sorted(ckpt_dir.glob('*.pt'))
         loaded = 0
         for f in files:
@@ -159,15 +164,7 @@ def learner_trials(n: int, rng: random.Random, root: Path) -> bool:
         common = ['--mode', 'online', '--algorithm', algorithm, '--data', str(dataset), '--interface', str(INTERFACE),
                   '--config', 'learner.yaml', '--checkpoint-dir', str(folder), '--seed', str(i)]
         ckpt_dir = folder / folder_name
-        proc = subprocess.Popen([sys.executable, '-m', 'robot_training.train', *common], cwd=folder, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and not list(ckpt_dir.glob('*.pt')) and proc.poll() is None:
-            time.sleep(0.02)
-        delay = rng.uniform(0.2, 4.0)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        delay = kill_after_first_checkpoint(common, folder, env, ckpt_dir, rng.uniform(0.2, 4.0))
         files = sorted(ckpt_dir.glob('*.pt'))
         counts = []
         for f in files:
