@@ -149,6 +149,62 @@ def test_dreamer_is_stateful(interface, tmp_path):
     np.testing.assert_allclose(policy.act(obs), first, rtol=1e-5)
 
 
+def test_numpy_dreamer_acts_as_the_agent(tmp_path):
+    """The deployed Dreamer agent (vector observations) is a NumPy copy of the torch one: the
+    same actions and recurrent state step after step, for both latent kinds, with LayerNorm
+    weights away from their initial values; sampling draws from the same distribution; an
+    image agent keeps acting through PyTorch."""
+    from robot_training.deploy.numpy_actor import numpy_dreamer
+    from robot_training.reinforcement_learning.dreamer import DreamerAgent
+
+    rng = np.random.default_rng(0)
+    for latent in ("categorical", "gaussian"):
+        cfg = Config().replace(world_model=dict(size="tiny", latent=latent), training=dict(device="cpu", tensorboard=False))
+        agent = DreamerAgent((4,), 2, cfg, action_low=[-3.0, -1.0], action_high=[3.0, 2.0])
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for p in list(agent.world_model.parameters()) + list(agent.behavior.parameters()):
+                p.add_(0.3 * torch.randn_like(p))
+        path = agent.save(tmp_path / f"dreamer_{latent}.pt")
+        policy = load_policy(path)
+        assert policy.backend == "numpy" and policy.recurrent
+        carry = None
+        for _ in range(40):
+            obs = rng.normal(0.0, 3.0, 4).astype(np.float32)
+            expected, carry = agent.policy(carry, obs, deterministic=True)
+            np.testing.assert_allclose(policy.act(obs), expected, atol=1e-5)
+            np.testing.assert_allclose(policy._state["deter"], carry["deter"][0].numpy(), atol=1e-5)
+        obs = np.array([0.2, -0.1, 0.5, 1.0], np.float32)
+        step, initial = numpy_dreamer(agent)
+        mine = np.stack([step(None, obs, False)[0] for _ in range(3000)])
+        ref = np.stack([agent.policy(None, obs, deterministic=False)[0] for _ in range(3000)])
+        np.testing.assert_allclose(mine.mean(0), ref.mean(0), atol=0.1 * ref.std(0).max() + 0.02)
+        np.testing.assert_allclose(mine.std(0), ref.std(0), atol=0.1 * ref.std(0).max() + 0.02)
+        assert initial()["deter"].shape == (32,)
+    image = DreamerAgent({"image": (16, 16, 3), "state": (4,)}, 1,
+                         Config().replace(world_model=dict(size="tiny"), training=dict(device="cpu")))
+    assert numpy_dreamer(image) is None
+    assert load_policy(image.save(tmp_path / "image.pt")).backend == "torch"
+
+
+def test_dreamer_state_carries_over_a_reload_of_the_same_backend_only(tmp_path, interface):
+    """A hot reload continues the episode's recurrent state into the new policy; a state of
+    the other backend (a NumPy carry into a PyTorch agent) is not adopted."""
+    from robot_training.deploy import policy as deploy_policy
+
+    path = tiny_dreamer(tmp_path)
+    old, new = load_policy(path, interface=interface), load_policy(path, interface=interface)
+    obs = np.array([0.0, 0.05, 0.1, -0.1], np.float32)
+    for _ in range(5):
+        old.act(obs)
+    assert new.adopt_state(old)
+    np.testing.assert_allclose(new.act(obs), old.act(obs), atol=1e-6)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(deploy_policy, "numpy_dreamer", lambda *_a: None)
+        through_torch = load_policy(path, interface=interface)
+    assert through_torch.backend == "torch" and not through_torch.adopt_state(old)
+
+
 def test_refusals(ppo_path, interface, tmp_path):
     with pytest.raises(DeployError, match="not found"):
         load_policy(tmp_path / "missing.pt")

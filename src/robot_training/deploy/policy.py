@@ -6,12 +6,14 @@
     policy.reset()                      # at the start of every episode
     action = policy.act(observation)    # NumPy in, NumPy out; recurrent state kept inside
 
-Kinds: ``ppo``, ``sac`` (``PPOPolicy`` / ``SACPolicy``: the actor alone, no optimiser or critic;
-continuous actors act through a NumPy copy of their layers, :mod:`robot_training.deploy.numpy_actor`), ``bc`` (feed-forward or LSTM,
-:class:`BehavioralCloning`) and ``dreamer`` (:class:`DreamerAgent`, agent or full trainer
-checkpoint). A ``world_model`` checkpoint has no actor and is refused, as are missing files,
-files that are not robot_training checkpoints, and checkpoints whose observation/action sizes
-or interface fingerprint differ from the interface the policy is deployed with.
+Kinds: ``ppo``, ``sac`` (``PPOPolicy`` / ``SACPolicy``: the actor alone, no optimiser or
+critic), ``bc`` (feed-forward or LSTM, :class:`BehavioralCloning`) and ``dreamer``
+(:class:`DreamerAgent`, agent or full trainer checkpoint). Continuous PPO/SAC actors and
+Dreamer agents on vector observations act through a NumPy copy of their layers
+(:mod:`robot_training.deploy.numpy_actor`). A ``world_model`` checkpoint has no actor and is
+refused, as are missing files, files that are not robot_training checkpoints, and checkpoints
+whose observation/action sizes or interface fingerprint differ from the interface the policy
+is deployed with.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 
 from robot_training.checkpoint import CheckpointError, file_sha256, load_checkpoint
-from robot_training.deploy.numpy_actor import numpy_actor
+from robot_training.deploy.numpy_actor import numpy_actor, numpy_dreamer
 
 PathLike = Union[str, os.PathLike]
 
@@ -62,7 +64,8 @@ class DeployedPolicy:
 
     def adopt_state(self, other: Optional["DeployedPolicy"]) -> bool:
         """Continue from ``other``'s recurrent state when it fits (same kind, same shapes)."""
-        if other is None or not self.recurrent or other.kind != self.kind or other._state is None:
+        if (other is None or not self.recurrent or other.kind != self.kind or other.backend != self.backend
+                or other._state is None):
             return False
         mine, theirs = self._initial_state(), other._state
         if not _same_shapes(mine, theirs):
@@ -140,6 +143,12 @@ def _load_dreamer(path: Path, kind: str, data: Dict[str, Any]):
     from robot_training.reinforcement_learning.dreamer import DreamerAgent
 
     agent = DreamerAgent.from_checkpoint(path)
+    fast = numpy_dreamer(agent)  # vector observations: the posterior step and actor in NumPy
+    if fast is not None:
+        step, initial = fast
+        return dict(observation_shape=agent.observation_shape, action_dim=agent.action_dim, recurrent=True,
+                    act_fn=lambda obs, carry, deterministic: step(carry, obs, deterministic),
+                    initial_state=initial, backend='numpy')
 
     def act(obs, carry, deterministic):
         return agent.policy(carry, obs, deterministic=deterministic)
