@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
-from robot_training.data.converters import ConversionError, rosbags_message_factory
+from robot_training.data.converters import ConversionError, InterfaceError, rosbags_message_factory
 from robot_training.data.interface import interface_from_dict, load_interface
 
 import geometry_msgs.msg  # rclpy message classes (no ROS graph needed)
@@ -118,27 +118,44 @@ def _desc_with_image(**opts):
 
 
 def test_image_encodings_and_resize():
+    """Every colour encoding gives the same RGB frame; a 2x downscale averages each 2x2 block by
+    default (area), and takes the centre samples with resize: nearest."""
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, size=(8, 12, 3), dtype=np.uint8)
-    expected = rgb[1::2][:, 1::2]  # nearest-neighbour centre samples of a 2x downscale
-    desc = _desc_with_image(height=4, width=6)
-    conv = desc.observations[0].converter
+    block_mean = rgb.reshape(4, 2, 6, 2, 3).astype(np.float64).mean((1, 3))
+    nearest = rgb[1::2][:, 1::2]  # centre samples of a 2x downscale
+    area = _desc_with_image(height=4, width=6).observations[0].converter
+    sampled = _desc_with_image(height=4, width=6, resize="nearest").observations[0].converter
     for enc, pix in [("rgb8", rgb), ("bgr8", rgb[..., ::-1]),
                      ("rgba8", np.concatenate([rgb, np.full((8, 12, 1), 7, np.uint8)], axis=2)),
                      ("bgra8", np.concatenate([rgb[..., ::-1], np.full((8, 12, 1), 7, np.uint8)], axis=2))]:
         for msg in _image(enc, pix):
-            out = conv.to_array(msg)
+            out = area.to_array(msg)
             assert out.dtype == np.uint8 and out.shape == (4, 6, 3)
-            np.testing.assert_array_equal(out, expected, err_msg=enc)
+            assert np.abs(out - block_mean).max() <= 1.0, enc  # Pillow rounds in fixed point
+            np.testing.assert_array_equal(sampled.to_array(msg), nearest, err_msg=enc)
     mono = rgb[..., 0]
     for msg in _image("mono8", mono[..., None]):
-        np.testing.assert_array_equal(conv.to_array(msg), np.repeat(mono[1::2, 1::2, None], 3, axis=2))
+        np.testing.assert_array_equal(sampled.to_array(msg), np.repeat(mono[1::2, 1::2, None], 3, axis=2))
     gray = _desc_with_image(height=4, width=6, output="mono").observations[0].converter
     for msg in _image("rgb8", rgb):
         out = gray.to_array(msg)
         assert out.shape == (4, 6, 1)
-        ref = np.rint(expected.astype(np.float64) @ [0.299, 0.587, 0.114])
+        ref = np.rint(rgb.astype(np.float64) @ [0.299, 0.587, 0.114]).reshape(4, 2, 6, 2).mean((1, 3))
         assert np.abs(out[..., 0].astype(int) - ref).max() <= 1
+
+
+def test_image_resize_does_not_alias():
+    """A one-pixel checkerboard (fine texture) shrunk 4x: area and bilinear filtering give the
+    mid grey a camera would, nearest sampling gives a solid black or white frame."""
+    board = ((np.indices((64, 64)).sum(0) % 2) * 255).astype(np.uint8)[..., None]
+    outs = {mode: _desc_with_image(height=16, width=16, resize=mode).observations[0].converter.to_array(msg)
+            for mode in ("area", "bilinear", "nearest") for msg in _image("mono8", board)[:1]}
+    assert np.abs(outs["area"].astype(int) - 127.5).max() <= 1
+    assert np.abs(outs["bilinear"].astype(int) - 127.5).max() <= 40
+    assert set(np.unique(outs["nearest"])) <= {0, 255} and len(np.unique(outs["nearest"])) == 1
+    with pytest.raises(InterfaceError, match="resize: 'cubic' is not one of area, bilinear, nearest"):
+        _desc_with_image(height=4, width=4, resize="cubic")
 
 
 def test_depth_images():

@@ -470,15 +470,24 @@ class LaserScanConverter(Converter):
 
 
 class ImageConverter(Converter):
+    """An Image to ``(height, width, 3 | 1)``: uint8 RGB or mono, or float32 depth in metres.
+
+    A frame of another size is resized with ``resize`` (Pillow): ``area`` (default; every output
+    pixel averages the input pixels it covers, so fine texture does not alias into noise when a
+    640x480 camera becomes 64x64), ``bilinear`` or ``nearest``. Depth is resized after invalid
+    pixels become ``depth_max``.
+    """
+
     msgtypes = ("sensor_msgs/msg/Image",)
     ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3", "mono16", "16UC1", "32FC1")
+    RESIZE = ("area", "bilinear", "nearest")
 
     def __init__(self, msgtype, options, shape):
         super().__init__(msgtype, options, shape)
         self.output = options["output"]
         self.depth_max = options["depth_max"]
+        self.resize = options["resize"]
         self.dtype = np.dtype(np.float32 if self.output == "depth" else np.uint8)
-        self._index_cache: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def parse(cls, msgtype, opts):
@@ -486,18 +495,26 @@ class ImageConverter(Converter):
         w = opts.positive("width", int)
         output = opts.get("output", str, "rgb", choices=("rgb", "mono", "depth"))
         depth_max = opts.positive("depth_max", float, 10.0)
+        resize = opts.get("resize", str, "area", choices=cls.RESIZE)
         channels = 3 if output == "rgb" else 1
-        return cls(msgtype, {"height": h, "width": w, "output": output, "depth_max": depth_max},
+        return cls(msgtype, {"height": h, "width": w, "output": output, "depth_max": depth_max, "resize": resize},
                    (h, w, channels))
 
-    def _resize_index(self, h_in: int, w_in: int):
-        key = (h_in, w_in)
-        if key not in self._index_cache:
-            h, w = self.shape[0], self.shape[1]
-            rows = ((2 * np.arange(h) + 1) * h_in) // (2 * h)
-            cols = ((2 * np.arange(w) + 1) * w_in) // (2 * w)
-            self._index_cache[key] = (rows, cols)
-        return self._index_cache[key]
+    def _resized(self, img: np.ndarray) -> np.ndarray:
+        """``img`` (h, w, c) uint8 or float32 at this converter's size."""
+        h, w = self.shape[0], self.shape[1]
+        if img.shape[:2] == (h, w):
+            return img
+        from PIL import Image  # noqa: PLC0415 - only image streams need Pillow
+
+        method = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
+                  "nearest": Image.Resampling.NEAREST}[self.resize]
+        if img.dtype == np.uint8 and img.shape[2] in (1, 3):
+            frame = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
+            return np.asarray(frame.resize((w, h), method)).reshape(h, w, img.shape[2])
+        channels = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], dtype=np.float32), mode="F")
+                               .resize((w, h), method)) for c in range(img.shape[2])]
+        return np.stack(channels, -1).astype(img.dtype)
 
     def _pixels(self, msg) -> np.ndarray:
         """(h, w, c) array in the message's own dtype, padding and byte order removed."""
@@ -521,8 +538,6 @@ class ImageConverter(Converter):
 
     def to_array(self, msg):
         img = self._pixels(msg)
-        rows, cols = self._resize_index(img.shape[0], img.shape[1])
-        img = img[rows][:, cols]
         enc = str(msg.encoding)
         if self.output == "depth":
             if enc in ("16UC1", "mono16"):
@@ -534,7 +549,7 @@ class ImageConverter(Converter):
             else:
                 raise ConversionError(f"{self.msgtype}: output 'depth' needs a 16UC1 or 32FC1 image, got {enc}")
             d = np.where(invalid, self.depth_max, d)
-            return np.clip(d, 0.0, self.depth_max).astype(np.float32)
+            return np.clip(self._resized(d), 0.0, self.depth_max).astype(np.float32)
         if enc in ("16UC1", "mono16", "32FC1"):
             raise ConversionError(f"{self.msgtype}: a {enc} image cannot be read as '{self.output}' (use output: depth)")
         if enc in ("bgr8", "bgra8"):
@@ -544,11 +559,11 @@ class ImageConverter(Converter):
         if self.output == "rgb":
             if img.shape[2] == 1:
                 img = np.repeat(img, 3, axis=2)
-            return np.ascontiguousarray(img, dtype=np.uint8)
-        if img.shape[2] == 1:
-            return np.ascontiguousarray(img, dtype=np.uint8)
-        gray = img[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.clip(np.rint(gray), 0, 255).astype(np.uint8)[..., None]
+            return np.ascontiguousarray(self._resized(np.ascontiguousarray(img)), dtype=np.uint8)
+        if img.shape[2] != 1:
+            gray = img[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            img = np.clip(np.rint(gray), 0, 255).astype(np.uint8)[..., None]
+        return np.ascontiguousarray(self._resized(np.ascontiguousarray(img)), dtype=np.uint8)
 
 
 CONVERTERS: Dict[str, type] = {}

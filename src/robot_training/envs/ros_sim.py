@@ -17,6 +17,12 @@ A reset after the first one also takes one control period, so that the END of an
 (stamped with its last observation) and the START of the next never share a time stamp: a
 recording then splits into episodes without ambiguity.
 
+An embedded robot (:mod:`robot_training.envs.robots`: an env with ``robot_state()``) is served
+as its Gazebo counterpart would be: every observation stream is a full message built from the
+robot's sensor readings (:mod:`robot_training.envs.robot_messages`), not from the observation
+vector; at every episode start the interface's observation of those messages is checked
+against the env's own observation, so a robot and its interface description cannot drift apart.
+
 Plain Python: message classes are passed in as factories (rclpy classes in the node).
 """
 
@@ -27,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from robot_training.envs import robot_messages
 from robot_training.envs.make import make_env
 
 EVENT_START, EVENT_END, EVENT_RESET = 0, 1, 2
@@ -64,17 +71,26 @@ class SimOutput:
 class InterfaceSim:
     def __init__(self, interface, env: Any = "InvertedPendulum-v5", seed: int = 0,
                  message_factories: Optional[Dict[str, Callable[[], Any]]] = None,
-                 max_episode_steps: Optional[int] = None):
-        if interface.observation_layout != "flat":
-            raise SimError("the embedded simulator publishes vector observations only (no image streams)")
-        kwargs = {"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {}
-        self.env = make_env(env, **kwargs) if kwargs else make_env(env)
+                 max_episode_steps: Optional[int] = None, env_kwargs: Optional[Dict[str, Any]] = None):
+        kwargs = dict(env_kwargs or {})
+        if max_episode_steps:
+            kwargs["max_episode_steps"] = int(max_episode_steps)
+        self.env = make_env(env, **kwargs)
+        self.robot = getattr(self.env.unwrapped, "robot_state", None) is not None
+        """An embedded robot: messages from its sensor readings (any interface layout)."""
+        if self.robot:
+            robot_messages.check_servable(((s.topic, s.msgtype) for s in interface.observations),
+                                          getattr(self.env.unwrapped, "robot_name", env))
+        elif interface.observation_layout != "flat":
+            raise SimError("a Gymnasium env is served as vector observations only (no image streams); "
+                           "the embedded robots (robot_training/Ugv-v0 with camera) publish images")
         self.interface = interface
-        obs_dim = int(np.prod(self.env.observation_space.shape))
         act_shape = getattr(self.env.action_space, "shape", None)
-        if obs_dim != interface.observation_shape[0]:
-            raise SimError(f"env {env} observes {obs_dim} values, interface {interface.source} "
-                           f"describes {interface.observation_shape[0]}")
+        if interface.observation_layout == "flat":
+            obs_dim = int(np.prod(self.env.observation_space.shape))
+            if obs_dim != interface.observation_shape[0]:
+                raise SimError(f"env {env} observes {obs_dim} values, interface {interface.source} "
+                               f"describes {interface.observation_shape[0]}")
         if not act_shape or int(np.prod(act_shape)) != interface.action_dim:
             raise SimError(f"env {env} has action space {self.env.action_space}, interface {interface.source} "
                            f"describes {interface.action_dim} values")
@@ -89,9 +105,16 @@ class InterfaceSim:
         self.need_reset = True
         self.action = np.zeros(interface.action_dim, dtype=np.float64)
         self.observation: Optional[np.ndarray] = None
+        self.last_state = None
+        """The robot's sensor readings behind the latest messages (embedded robots only)."""
 
     # ------------------------------------------------------------------ messages
     def observation_messages(self, obs: np.ndarray) -> Dict[str, Any]:
+        if self.robot:
+            self.last_state = self.robot_state()
+            return robot_messages.robot_messages(
+                self.last_state, ((s.topic, s.msgtype) for s in self.interface.observations), self.factories,
+                self.sim_time_ns, self.interface.control_period_s)
         out = {}
         for s in self.interface.observations:
             factory = self.factories.get(s.topic)
@@ -100,6 +123,25 @@ class InterfaceSim:
             values = np.asarray(obs, dtype=np.float64)[self.interface.observation_slices[s.name]]
             out[s.topic] = s.converter.to_message(values, factory, stamp=self.sim_time_ns)
         return out
+
+    def robot_state(self):
+        """The embedded robot's sensor readings now (None for a plain Gymnasium env)."""
+        return self.env.unwrapped.robot_state() if self.robot else None
+
+    def check_observation(self, messages: Dict[str, Any]) -> None:
+        """Raise :class:`SimError` when the interface's observation of the robot's messages is
+        not the env's own observation (a robot and its interface description out of step)."""
+        if not self.robot or self.interface.observation_layout != "flat" or \
+                any(s.topic not in messages for s in self.interface.observations):
+            return
+        built = self.interface.build_observation(messages)
+        own = np.asarray(self.observation, dtype=np.float32).reshape(-1)
+        bad = np.flatnonzero(~np.isclose(built, own, rtol=1e-4, atol=1e-4))
+        if bad.size:
+            names = [name for name, sl in self.interface.observation_slices.items() if sl.start <= bad[0] < sl.stop]
+            raise SimError(f"interface {self.interface.source}: stream '{names[0] if names else '?'}' gives "
+                           f"{built[bad[0]]:.4g} at observation index {int(bad[0])}, the env observes "
+                           f"{own[bad[0]]:.4g} ({bad.size} values differ)")
 
     def set_action(self, action) -> np.ndarray:
         """Hold ``action`` (a message of the action type, or a vector), clipped to the limits."""
@@ -123,8 +165,9 @@ class InterfaceSim:
         self.episode_return, self.length, self.need_reset = 0.0, 0, False
         self.action = np.zeros(self.interface.action_dim, dtype=np.float64)
         events.append(Episode(self.episode_id, EVENT_START))
-        return SimOutput(self.sim_time_ns, self.observation_messages(self.observation), self.observation,
-                         None, events)
+        messages = self.observation_messages(self.observation)
+        self.check_observation(messages)
+        return SimOutput(self.sim_time_ns, messages, self.observation, None, events)
 
     def step(self) -> SimOutput:
         """One control step with the held action (a reset first after an episode ended)."""

@@ -26,6 +26,14 @@ not act before the observation of its tick has arrived (the policy server waits 
 commands and, in timer mode, ``held_steps``: steps taken with no new command since the
 previous step, once a controller has started commanding (control ticks it missed).
 
+The embedded robots (``env: robot_training/Ugv-v0`` or ``robot_training/Uav-v0``, with
+``interface_file`` ``interface_ugv.yaml`` / ``interface_uav.yaml``) are served as a Gazebo +
+``ros_gz_bridge`` robot would be: full Odometry, Imu, LaserScan, Image and goal PoseStamped
+messages in the frames ``odom``, ``base_link``, ``base_scan``, ``camera_link``, and ``/tf``
+(``odom → base_link``) plus ``/tf_static`` (sensor mounts) where ``tf2_msgs`` is installed
+(system ROS; the pip-only set-up has no wheel of it, and the pose is in ``/odom`` anyway).
+``env_kwargs`` passes options to the env (YAML mapping text, e.g. ``"{camera: true}"``).
+
 World control with standard types, named after Gazebo's ``/world/<name>/...``:
 ``/world/<world_name>/reset`` (std_srvs/Trigger: new episode) and
 ``/world/<world_name>/pause`` (std_srvs/SetBool: true pauses, false resumes).
@@ -49,6 +57,7 @@ PARAMETERS = {
     'env': ('InvertedPendulum-v5', 'Gymnasium id of the simulated robot'),
     'seed': (0, 'seed of the first episode (episode k uses seed + k)'),
     'max_episode_steps': (0, 'truncate episodes after this many steps (0: the env default)'),
+    'env_kwargs': ('', "options of the env as a YAML mapping, e.g. '{camera: true, num_obstacles: 4}'"),
     'step_mode': ('timer', "'timer' (hold the last command, step at the control rate) or 'command'"),
     'real_time_factor': (1.0, 'timer mode: simulated seconds per wall-clock second', (0.001, 1000.0)),
     'world_name': ('', 'name in /world/<name>/reset and /pause (default: the interface name)'),
@@ -60,6 +69,21 @@ PARAMETERS = {
     'command_timeout_s': (0.5, 'command mode: publish the observation again after this long without a command'),
     'status_period_s': (1.0, 'period of ~/status (0: none)'),
 }
+
+
+def parse_env_kwargs(text: str) -> dict:
+    """The ``env_kwargs`` parameter: a YAML mapping of plain values (never code)."""
+    import yaml
+
+    if not text.strip():
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"env_kwargs: not YAML ({str(exc).splitlines()[0]}): {text!r}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"env_kwargs: expected a mapping like '{{camera: true}}', got {text!r}")
+    return value
 
 
 def default_interface_file() -> str:
@@ -81,7 +105,9 @@ class SimNode(Node):
         self.interface = interface
         factories = {s.topic: message_class(s.msgtype) for s in interface.observations}
         self.sim = InterfaceSim(interface, p['env'], seed=p['seed'], message_factories=factories,
-                                max_episode_steps=p['max_episode_steps'] or None)
+                                max_episode_steps=p['max_episode_steps'] or None,
+                                env_kwargs=parse_env_kwargs(p['env_kwargs']))
+        self._tf = self._make_tf_publishers() if self.sim.robot else None
         self.obs_pubs = {topic: self.create_publisher(cls, topic, 10) for topic, cls in factories.items()}
         self.reward_pub = None
         if interface.reward.source == 'topic':
@@ -125,6 +151,23 @@ class SimNode(Node):
             self._publish(self.sim.reset())
         else:  # no episode the actor does not answer or the recorder does not see
             self._ready_timer = self.create_timer(0.05, self._start_when_subscribed)
+
+    def _make_tf_publishers(self):
+        """``/tf`` and ``/tf_static`` publishers, or None where tf2_msgs is not installed."""
+        try:
+            from geometry_msgs.msg import TransformStamped
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().info('tf2_msgs is not installed: no /tf (the pose is in /odom)')
+            return None
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+
+        from robot_training.envs.robot_messages import static_transforms
+
+        static = self.create_publisher(TFMessage, '/tf_static',
+                                       QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        static.publish(TFMessage(transforms=static_transforms(TransformStamped, 0)))
+        return self.create_publisher(TFMessage, '/tf', 10), TFMessage, TransformStamped, static
 
     def _watched_topics(self) -> list:
         return [*(s.topic for s in self.interface.observations), self.interface.action.topic]
@@ -214,6 +257,11 @@ class SimNode(Node):
             self.clock_pub.publish(clock)
         for topic, msg in out.observations.items():
             self.obs_pubs[topic].publish(msg)
+        if self._tf is not None:
+            from robot_training.envs.robot_messages import transforms
+
+            pub, tf_message, transform, _ = self._tf
+            pub.publish(tf_message(transforms=transforms(self.sim.last_state, transform, out.sim_time_ns)))
         if out.reward is not None and self.reward_pub is not None:
             self.reward_pub.publish(self._reward_cls(data=float(out.reward)))
         if self.event_pub is not None:
