@@ -18,6 +18,8 @@ setup(
         ('share/' + PACKAGE + '/config',
          sorted(glob('config/*.yaml') + glob('config/*.xml'))),
         ('share/' + PACKAGE + '/config/presets', sorted(glob('config/presets/*.yaml'))),
+        # the Gazebo world of the ugv (launch/gazebo_ugv.launch.py)
+        ('share/' + PACKAGE + '/gazebo/worlds', sorted(glob('gazebo/worlds/*.sdf'))),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -36,6 +38,7 @@ setup(
             'bags = robot_training.bags:main',
             'online_loop = robot_training.online.graph:main',
             'loop_monitor = robot_training.ros.loop_monitor_node:main',
+            'navigator = robot_training.ros.navigator_node:main',
         ],
     },
 )

@@ -23,7 +23,7 @@ LAYERS = [
     ('policies', 'world_models'),                 # model-free learners; the world model
     ('supervised_learning', 'reinforcement_learning'),
     ('deploy',),                                  # acting with a trained policy
-    ('online',),                                  # the learning loop's learner and graph
+    ('online', 'scenarios'),                      # the learning loop; waypoint missions with a policy
     ('train', 'bags'),                            # command lines
     ('ros',),                                     # the ROS layer: nodes
 ]

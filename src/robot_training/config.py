@@ -280,20 +280,23 @@ class Config:
 # --------------------------------------------------------------------------- loading
 
 
-def default_config_path() -> Path:
-    """The shipped ``config/default_config.yaml`` (source tree or installed share)."""
-    here = Path(__file__).resolve()
-    for candidate in (
-        here.parents[2] / "config" / "default_config.yaml",  # source tree: <repo>/src/robot_training
-    ):
-        if candidate.is_file():
-            return candidate
+def shipped_path(*parts: str) -> Path:
+    """A file the package ships (``shipped_path("config", "interface_ugv.yaml")``): from the
+    source tree when run from it, else from the installed share/robot_training."""
+    source = Path(__file__).resolve().parents[2].joinpath(*parts)  # <repo>/src/robot_training → <repo>
+    if source.exists():
+        return source
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        return Path(get_package_share_directory("robot_training")) / "config" / "default_config.yaml"
+        return Path(get_package_share_directory("robot_training")).joinpath(*parts)
     except Exception:  # noqa: BLE001 - not installed through ament
-        return here.parents[2] / "config" / "default_config.yaml"
+        return source
+
+
+def default_config_path() -> Path:
+    """The shipped ``config/default_config.yaml`` (source tree or installed share)."""
+    return shipped_path("config", "default_config.yaml")
 
 
 def presets_dir() -> Path:

@@ -124,6 +124,11 @@ class InterfaceSim:
             out[s.topic] = s.converter.to_message(values, factory, stamp=self.sim_time_ns)
         return out
 
+    def mission_waypoints(self) -> Optional[np.ndarray]:
+        """The current episode's waypoints ``(K, 3)`` in odom (embedded robots; else None)."""
+        points = getattr(self.env.unwrapped, "waypoints", None) if self.robot else None
+        return None if points is None else np.asarray(points, dtype=np.float64).reshape(-1, 3)
+
     def robot_state(self):
         """The embedded robot's sensor readings now (None for a plain Gymnasium env)."""
         return self.env.unwrapped.robot_state() if self.robot else None
@@ -174,7 +179,7 @@ class InterfaceSim:
         if self.need_reset:
             return self.reset()
         act = self.action.astype(self.env.action_space.dtype).reshape(self.env.action_space.shape)
-        obs, reward, terminated, truncated, _ = self.env.step(act)
+        obs, reward, terminated, truncated, info = self.env.step(act)
         self.sim_time_ns += self.period_ns
         self.steps += 1
         self.length += 1
@@ -183,8 +188,8 @@ class InterfaceSim:
         events = []
         if terminated or truncated:
             reason = "terminated" if terminated else "truncated"
-            events.append(Episode(self.episode_id, EVENT_END, self.episode_return, self.length,
-                                  bool(truncated and not terminated), reason))
+            success = info.get("is_success", truncated and not terminated)  # a robot: its mission complete
+            events.append(Episode(self.episode_id, EVENT_END, self.episode_return, self.length, bool(success), reason))
             self.need_reset = True
         return SimOutput(self.sim_time_ns, self.observation_messages(self.observation), self.observation,
                          float(reward), events)

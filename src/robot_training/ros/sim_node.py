@@ -32,7 +32,8 @@ The embedded robots (``env: robot_training/Ugv-v0`` or ``robot_training/Uav-v0``
 messages in the frames ``odom``, ``base_link``, ``base_scan``, ``camera_link``, and ``/tf``
 (``odom → base_link``) plus ``/tf_static`` (sensor mounts) where ``tf2_msgs`` is installed
 (system ROS; the pip-only set-up has no wheel of it, and the pose is in ``/odom`` anyway).
-``env_kwargs`` passes options to the env (YAML mapping text, e.g. ``"{camera: true}"``).
+Every episode's waypoints go out on ``/mission/waypoints`` (nav_msgs/Path in ``odom``, latched)
+for the navigator node (``navigator``) and RViz. ``env_kwargs`` passes options to the env (YAML mapping text, e.g. ``"{camera: true}"``).
 
 World control with standard types, named after Gazebo's ``/world/<name>/...``:
 ``/world/<world_name>/reset`` (std_srvs/Trigger: new episode) and
@@ -53,7 +54,8 @@ from robot_training.ros._common import declare_parameters, message_class, run_no
 
 PARAMETERS = {
     # name: (default, description)
-    'interface_file': ('', 'interface description YAML (default: the installed interface_inverted_pendulum.yaml)'),
+    'interface_file': ('', 'interface description YAML (default: the shipped interface of the env: '
+                           'interface_ugv.yaml, interface_uav.yaml or interface_inverted_pendulum.yaml)'),
     'env': ('InvertedPendulum-v5', 'Gymnasium id of the simulated robot'),
     'seed': (0, 'seed of the first episode (episode k uses seed + k)'),
     'max_episode_steps': (0, 'truncate episodes after this many steps (0: the env default)'),
@@ -86,10 +88,14 @@ def parse_env_kwargs(text: str) -> dict:
     return value
 
 
-def default_interface_file() -> str:
-    from ament_index_python.packages import get_package_share_directory
+def default_interface_file(env: str) -> str:
+    """The shipped interface of an embedded robot (``interface_ugv.yaml`` for
+    ``robot_training/Ugv-v0``), else the pendulum's."""
+    from robot_training.config import shipped_path
+    from robot_training.envs import ROBOT_ENV_IDS
 
-    return f"{get_package_share_directory('robot_training')}/config/interface_inverted_pendulum.yaml"
+    robot = next((name for name, env_id in ROBOT_ENV_IDS.items() if env_id == env), 'inverted_pendulum')
+    return str(shipped_path('config', f'interface_{robot}.yaml'))
 
 
 class SimNode(Node):
@@ -101,13 +107,21 @@ class SimNode(Node):
         from robot_training.data.interface import load_interface
         from robot_training.envs.ros_sim import InterfaceSim
 
-        interface = load_interface(p['interface_file'] or default_interface_file())
+        interface = load_interface(p['interface_file'] or default_interface_file(p['env']))
         self.interface = interface
         factories = {s.topic: message_class(s.msgtype) for s in interface.observations}
         self.sim = InterfaceSim(interface, p['env'], seed=p['seed'], message_factories=factories,
                                 max_episode_steps=p['max_episode_steps'] or None,
                                 env_kwargs=parse_env_kwargs(p['env_kwargs']))
         self._tf = self._make_tf_publishers() if self.sim.robot else None
+        self.mission_pub = None
+        if self.sim.robot and hasattr(self.sim.env.unwrapped, 'waypoints'):
+            from nav_msgs.msg import Path
+            from rclpy.qos import DurabilityPolicy, QoSProfile
+
+            self._path_cls = Path
+            self.mission_pub = self.create_publisher(
+                Path, '/mission/waypoints', QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.obs_pubs = {topic: self.create_publisher(cls, topic, 10) for topic, cls in factories.items()}
         self.reward_pub = None
         if interface.reward.source == 'topic':
@@ -168,6 +182,24 @@ class SimNode(Node):
                                        QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         static.publish(TFMessage(transforms=static_transforms(TransformStamped, 0)))
         return self.create_publisher(TFMessage, '/tf', 10), TFMessage, TransformStamped, static
+
+    def _publish_mission(self, stamp_ns: int) -> None:
+        """The new episode's waypoints (nav_msgs/Path in odom) for a navigator or RViz."""
+        from geometry_msgs.msg import PoseStamped
+
+        points = self.sim.mission_waypoints()
+        if points is None:
+            return
+        msg = self._path_cls()
+        msg.header.frame_id = 'odom'
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        for x, y, z in points:
+            pose = PoseStamped()
+            pose.header = msg.header
+            pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = float(x), float(y), float(z)
+            pose.pose.orientation.w = 1.0
+            msg.poses.append(pose)
+        self.mission_pub.publish(msg)
 
     def _watched_topics(self) -> list:
         return [*(s.topic for s in self.interface.observations), self.interface.action.topic]
@@ -262,6 +294,8 @@ class SimNode(Node):
 
             pub, tf_message, transform, _ = self._tf
             pub.publish(tf_message(transforms=transforms(self.sim.last_state, transform, out.sim_time_ns)))
+        if self.mission_pub is not None and any(e.event == 0 for e in out.events):  # EVENT_START
+            self._publish_mission(out.sim_time_ns)
         if out.reward is not None and self.reward_pub is not None:
             self.reward_pub.publish(self._reward_cls(data=float(out.reward)))
         if self.event_pub is not None:

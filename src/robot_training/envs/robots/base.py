@@ -9,8 +9,9 @@ a :class:`RobotState` into full messages (``nav_msgs/Odometry`` with pose and tw
 ``sensor_msgs/Image``, ``/tf``) as the Gazebo + ``ros_gz_bridge`` set-up of the same robot
 would publish them, whatever part of them the interface reads.
 
-Frames follow REP 103/105: ``odom`` is the fixed world frame of a mission (x forward, y left,
-z up at the robot's start pose), ``base_link`` the robot's body (x forward, y left, z up).
+Frames follow REP 103/105: ``odom`` is the fixed world frame of the arena (the simulator's
+world frame, z up, the ground at z = 0), ``base_link`` the robot's body (x forward, y left,
+z up). Odometry is the body's true motion (drift-free), as Gazebo's odometry publisher reports it.
 """
 
 from __future__ import annotations
