@@ -329,3 +329,19 @@ def test_episode_boundaries_are_not_gaps_in_the_session_counters(tmp_path, ts):
     per_episode = [r['topics']['/imu']['gaps'] for r in rec.closed_episodes[:4]]
     assert per_episode == [0, 1, 0, 0]
     assert [r['topics']['/imu']['written'] for r in rec.closed_episodes[:4]] == [40, 35, 40, 40]
+
+
+def test_reception_clock_maps_arrival_to_simulation_time():
+    """A message is stamped with the simulation time in force when it *arrived*: a command
+    received between the clock messages of 0.1 s and 0.2 s is at 0.1 s, however late the
+    callback got to it; before the first clock message there is no such time."""
+    from robot_training.recording.reception_clock import ReceptionClock
+
+    clock = ReceptionClock(history=3)
+    assert clock.at(5) is None
+    for received, sim in ((100, 0), (200, 100_000_000), (300, 200_000_000)):
+        clock.on_clock(received, sim)
+    assert clock.at(250) == 100_000_000 and clock.at(300) == 200_000_000 and clock.at(10_000) == 200_000_000
+    clock.on_clock(290, 300_000_000)  # reordered reception: kept sorted, never earlier than the last
+    assert clock.at(300) == 300_000_000
+    assert clock.at(150) is None  # older than the 3 kept

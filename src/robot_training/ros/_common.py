@@ -120,6 +120,29 @@ class TopicRecorder:
         self.refused: dict[str, str] = {}
         self.on_error = on_error
         self._clock = node.get_clock()
+        self.reception_clock = None
+        self._wall_receive_times = True
+        if node.get_parameter('use_sim_time').value:
+            self._follow_clock()
+
+    def _follow_clock(self) -> None:
+        """On simulation time: a /clock subscription of our own, created before any topic's, that
+        records when each clock message arrived (robot_training.recording.reception_clock)."""
+        from rosgraph_msgs.msg import Clock
+
+        from robot_training.recording.reception_clock import ReceptionClock
+
+        self.reception_clock = ReceptionClock()
+        self._wall_receive_times = False
+
+        def on_clock(msg, info) -> None:
+            received = info.get('received_timestamp') if isinstance(info, dict) else None
+            if received:
+                self.reception_clock.on_clock(received, msg.clock.sec * 1_000_000_000 + msg.clock.nanosec)
+
+        # best effort matches every publisher (a reliable simulator, a best-effort bridge)
+        self._clock_sub = self.node.create_subscription(
+            Clock, '/clock', on_clock, QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT))
 
     def discover(self) -> list[str]:
         """Subscribe to wanted topics that have appeared; returns the new ones."""
@@ -206,8 +229,17 @@ class TopicRecorder:
         clock = self._clock
         stamped = self.recorder.typestore.has_header(msgtype)
 
+        reception = self.reception_clock
+        wall = self._wall_receive_times
+
         def on_message(raw: bytes, info) -> None:
-            now = clock.now().nanoseconds
+            # the time the message arrived (not when the executor got to it): see reception_clock
+            received = info.get('received_timestamp') if isinstance(info, dict) else None
+            now = None
+            if received:
+                now = received if wall else reception.at(received)
+            if now is None:
+                now = clock.now().nanoseconds
             if stamped:
                 stamp = header_stamp_ns(raw)
             else:

@@ -51,7 +51,7 @@ class NavigatorNode(Node):
         super().__init__('navigator', **kwargs)
         p = declare_parameters(self, PARAMETERS)
         from robot_training.data.interface import load_interface
-        from robot_training.scenarios.waypoint import ROBOTS, interface_file, scripted_controller
+        from robot_training.scenarios.waypoint import ROBOTS, interface_file, scripted_controller, vector_observation
 
         if p['robot'] not in ROBOTS:
             raise ValueError(f"robot: expected one of {', '.join(ROBOTS)}, got {p['robot']!r}")
@@ -90,6 +90,7 @@ class NavigatorNode(Node):
             self._event = EpisodeEvent
             self.create_subscription(EpisodeEvent, self.interface.episodes.topic, self._on_event, 10)
         self.controller = scripted_controller(self.robot) if p['drive'] == 'scripted' else None
+        self._vector = vector_observation
         if self.controller is not None:
             self._latest: dict = {}
             self._trigger = self.interface.observations[-1].topic
@@ -178,7 +179,7 @@ class NavigatorNode(Node):
         self._latest[topic] = msg
         if topic != self._trigger or len(self._latest) < len(self.interface.observations):
             return
-        observation = self.interface.build_observation(self._latest)
+        observation = self._vector(self.interface, self.interface.build_observation(self._latest))
         self.action_pub.publish(self.interface.action_to_message(self.controller(observation), self._action_cls))
 
 

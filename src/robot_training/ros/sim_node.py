@@ -33,7 +33,8 @@ messages in the frames ``odom``, ``base_link``, ``base_scan``, ``camera_link``, 
 (``odom → base_link``) plus ``/tf_static`` (sensor mounts) where ``tf2_msgs`` is installed
 (system ROS; the pip-only set-up has no wheel of it, and the pose is in ``/odom`` anyway).
 Every episode's waypoints go out on ``/mission/waypoints`` (nav_msgs/Path in ``odom``, latched)
-for the navigator node (``navigator``) and RViz. ``env_kwargs`` passes options to the env (YAML mapping text, e.g. ``"{camera: true}"``).
+for the navigator node (``navigator``) and RViz. ``env_kwargs`` passes options to the env as YAML mapping text; quote it on the command line so
+that ROS reads a string: ``-p "env_kwargs:='{camera: true}'"``.
 
 World control with standard types, named after Gazebo's ``/world/<name>/...``:
 ``/world/<world_name>/reset`` (std_srvs/Trigger: new episode) and
@@ -134,6 +135,7 @@ class SimNode(Node):
             self.event_pub = self.create_publisher(EpisodeEvent, interface.episodes.topic, 10)
         self.clock_pub = self.create_publisher(Clock, '/clock', 10) if p['publish_clock'] else None
         self.step_mode = p['step_mode']
+        self._step_timer = None
         self.paused = bool(p['start_paused'])
         self.create_subscription(message_class(interface.action.msgtype), interface.action.topic, self._on_cmd, 10)
         world = p['world_name'] or interface.name or 'default'
@@ -145,7 +147,7 @@ class SimNode(Node):
         self._last_out = None
         self._last_command_wall = time.monotonic()
         if self.step_mode == 'timer':
-            self.create_timer(interface.control_period_s / p['real_time_factor'], self._step)
+            self._step_timer = self.create_timer(interface.control_period_s / p['real_time_factor'], self._step)
         elif p['command_timeout_s'] > 0:
             self.create_timer(min(p['command_timeout_s'], 0.5) / 2, self._republish_if_idle)
         self.command_timeout_s = float(p['command_timeout_s'])
@@ -162,7 +164,7 @@ class SimNode(Node):
             + ('' if self.started else f'; first episode once {", ".join(self._watched_topics())} have '
                f'{self.wait_for_subscribers} subscribers each'))
         if self.started:
-            self._publish(self.sim.reset())
+            self._publish_reset()
         else:  # no episode the actor does not answer or the recorder does not see
             self._ready_timer = self.create_timer(0.05, self._start_when_subscribed)
 
@@ -218,7 +220,7 @@ class SimNode(Node):
         self.started = True
         self.get_logger().info(f"subscribers {', '.join(f'{t} {n}' for t, n in counts.items())}: "
                                'starting the first episode')
-        self._publish(self.sim.reset())
+        self._publish_reset()
 
     # ---------------------------------------------------------------- callbacks
     def _on_cmd(self, msg) -> None:
@@ -269,7 +271,7 @@ class SimNode(Node):
         self.status_pub.publish(msg)
 
     def _reset(self, _request, response):
-        self._publish(self.sim.reset(reason='operator'))
+        self._publish_reset(reason='operator')
         response.success = True
         response.message = f'episode {self.sim.episode_id} started'
         return response
@@ -279,6 +281,14 @@ class SimNode(Node):
         response.success = True
         response.message = 'paused' if self.paused else 'running'
         return response
+
+    def _publish_reset(self, reason: str = '') -> None:
+        """A new episode's first observation; in timer mode the first step follows a full
+        control period later (the timer restarts), so a controller has the whole period to
+        answer, whatever phase of the timer the reset came at."""
+        self._publish(self.sim.reset(reason=reason) if reason else self.sim.reset())
+        if self._step_timer is not None:
+            self._step_timer.reset()
 
     def _publish(self, out) -> None:
         self._last_out = out

@@ -46,6 +46,16 @@ def scripted_controller(robot: str) -> Callable[[np.ndarray], np.ndarray]:
     return uav_scripted_action
 
 
+def vector_observation(interface, observation) -> np.ndarray:
+    """The vector streams of an observation, concatenated in the interface's order: the whole
+    observation of a flat layout; of a dict one (a camera interface) the part a scripted
+    controller reads (the robot's plain interface has the same vector streams, in order)."""
+    if not isinstance(observation, dict):
+        return np.asarray(observation, dtype=np.float32)
+    return np.concatenate([np.asarray(observation[s.name], dtype=np.float32).reshape(-1)
+                           for s in interface.observations if not s.converter.is_image])
+
+
 class ActionSource:
     """``reset()`` at every mission start, ``act(observation) -> action``."""
 
