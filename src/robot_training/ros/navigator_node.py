@@ -13,7 +13,7 @@
   the simulator's lock-step mode the mission runs as fast as the machine goes);
   ``drive: none`` leaves acting to a policy server (a trained checkpoint).
 * **The results**: for every mission, waypoints reached, collision, time (the observation
-  stamps: simulation time), path length (from ``/odom``), logged and published as JSON on
+  stamps: simulation time), wall-clock time, path length (from ``/odom``), logged and published as JSON on
   ``~/result`` (std_msgs/String). After ``missions`` missions (0: never) it writes
   ``report_file`` (JSON, when set) and exits with status 0.
 
@@ -23,6 +23,7 @@ The mission logic is :class:`robot_training.scenarios.mission.MissionTracker` (p
 from __future__ import annotations
 
 import json
+import time
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
@@ -112,6 +113,7 @@ class NavigatorNode(Node):
 
         self.tracker = MissionTracker(flat, self.reach_radius, planar=self.robot == 'ugv')
         self.mission_start_ns = None
+        self.mission_start_wall = None
 
     def _on_mission(self, msg) -> None:
         points = [(ps.pose.position.x, ps.pose.position.y, ps.pose.position.z) for ps in msg.poses]
@@ -124,6 +126,8 @@ class NavigatorNode(Node):
         from robot_training.data.converters import stamp_ns
 
         stamp = stamp_ns(msg)
+        if self.mission_start_wall is None:
+            self.mission_start_wall = time.monotonic()
         if stamp is not None:
             self.mission_start_ns = stamp if self.mission_start_ns is None else self.mission_start_ns
             self.last_stamp_ns = stamp
@@ -155,7 +159,9 @@ class NavigatorNode(Node):
                    if self.mission_start_ns is not None and self.last_stamp_ns is not None else float('nan'))
         result = {'robot': self.robot, 'mission': len(self.results), 'waypoints_reached': t.reached,
                   'num_waypoints': len(t.waypoints), 'collision': bool(collision), 'reason': reason,
-                  'time_s': elapsed, 'path_length_m': t.path_length, 'steps': steps, 'episode_return': episode_return}
+                  'time_s': elapsed, 'wall_s': (time.monotonic() - self.mission_start_wall
+                                                if self.mission_start_wall is not None else float('nan')),
+                  'path_length_m': t.path_length, 'steps': steps, 'episode_return': episode_return}
         self.results.append(result)
         self.tracker = None
         self.get_logger().info(f"mission {result['mission']}: {t.reached}/{len(t.waypoints)} waypoints, "
