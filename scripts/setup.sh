@@ -156,9 +156,9 @@ build_inputs() {
     {
         if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
             git -C "$ROOT" ls-files -co --exclude-standard -- \
-                package.xml setup.py setup.cfg colcon_defaults.yaml resource launch config src/robot_training_msgs
+                package.xml setup.py setup.cfg colcon_defaults.yaml resource launch config gazebo src/robot_training_msgs
         else
-            find package.xml setup.py setup.cfg colcon_defaults.yaml resource launch config src/robot_training_msgs \
+            find package.xml setup.py setup.cfg colcon_defaults.yaml resource launch config gazebo src/robot_training_msgs \
                 -type f 2>/dev/null
         fi
     } | LC_ALL=C sort | while read -r f; do
