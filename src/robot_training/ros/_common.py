@@ -62,6 +62,16 @@ def message_class(msgtype: str):
     return getattr(module, name)
 
 
+def subscribe_observations(node: Node, interface, on_message: Callable[[str, object], None]) -> None:
+    """One subscription per observation stream of ``interface`` (sensor-data QoS, which takes
+    reliable and best-effort publishers alike); ``on_message(topic, msg)`` gets each message."""
+    from rclpy.qos import qos_profile_sensor_data
+
+    for s in interface.observations:
+        node.create_subscription(message_class(s.msgtype), s.topic,
+                                 lambda msg, topic=s.topic: on_message(topic, msg), qos_profile_sensor_data)
+
+
 def matching_qos(endpoints: Iterable) -> QoSProfile:
     """A subscription QoS compatible with every publisher: best effort if any publisher is,
     transient-local only if all are."""

@@ -28,7 +28,7 @@ import time
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 
-from robot_training.ros._common import declare_parameters, message_class, run_node
+from robot_training.ros._common import declare_parameters, message_class, run_node, subscribe_observations
 
 REACH_RADIUS = {'ugv': 0.3, 'uav': 0.4}
 
@@ -97,10 +97,7 @@ class NavigatorNode(Node):
             self._trigger = self.interface.observations[-1].topic
             self._action_cls = message_class(self.interface.action.msgtype)
             self.action_pub = self.create_publisher(self._action_cls, self.interface.action.topic, 10)
-            for s in self.interface.observations:
-                self.create_subscription(message_class(s.msgtype), s.topic,
-                                         lambda msg, topic=s.topic: self._on_observation(topic, msg),
-                                         qos_profile_sensor_data)
+            subscribe_observations(self, self.interface, self._on_observation)
         self.result_pub = self.create_publisher(message_class('std_msgs/msg/String'), '~/result', 10)
         self.get_logger().info(
             f"{self.robot} missions ({'own waypoints' if self.own_mission else p['mission_topic']}), actions: "

@@ -39,10 +39,9 @@ import threading
 import time
 
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 
 from robot_training.data.converters import stamp_ns
-from robot_training.ros._common import declare_parameters, message_class, run_node
+from robot_training.ros._common import declare_parameters, message_class, run_node, subscribe_observations
 
 PARAMETERS = {
     # name: (default, description)   (use_sim_time is declared by rclpy itself)
@@ -100,10 +99,7 @@ class PolicyServerNode(Node):
         self.warn_period_s = float(p['warn_period_s'])
         self._action_cls = message_class(self.interface.action.msgtype)
         self.action_pub = self.create_publisher(self._action_cls, self.interface.action.topic, 10)
-        for s in self.interface.observations:
-            self.create_subscription(message_class(s.msgtype), s.topic,
-                                     lambda msg, topic=s.topic: self._on_observation(topic, msg),
-                                     qos_profile_sensor_data)
+        subscribe_observations(self, self.interface, self._on_observation)
         if self.interface.episodes.source == 'event':
             from robot_training_msgs.msg import EpisodeEvent
             self._event_cls = EpisodeEvent
