@@ -130,8 +130,7 @@ class TopicRecorder:
         self.refused: dict[str, str] = {}
         self.on_error = on_error
         self._clock = node.get_clock()
-        self.reception_clock = None
-        self._wall_receive_times = True
+        self.reception_clock = None  # on wall time a message's reception time is the node's time
         if node.get_parameter('use_sim_time').value:
             self._follow_clock()
 
@@ -143,7 +142,6 @@ class TopicRecorder:
         from robot_training.recording.reception_clock import ReceptionClock
 
         self.reception_clock = ReceptionClock()
-        self._wall_receive_times = False
 
         def on_clock(msg, info) -> None:
             received = info.get('received_timestamp') if isinstance(info, dict) else None
@@ -240,14 +238,13 @@ class TopicRecorder:
         stamped = self.recorder.typestore.has_header(msgtype)
 
         reception = self.reception_clock
-        wall = self._wall_receive_times
 
         def on_message(raw: bytes, info) -> None:
             # the time the message arrived (not when the executor got to it): see reception_clock
             received = info.get('received_timestamp') if isinstance(info, dict) else None
             now = None
             if received:
-                now = received if wall else reception.at(received)
+                now = received if reception is None else reception.at(received)
             if now is None:
                 now = clock.now().nanoseconds
             if stamped:

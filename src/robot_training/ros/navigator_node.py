@@ -52,7 +52,8 @@ class NavigatorNode(Node):
         super().__init__('navigator', **kwargs)
         p = declare_parameters(self, PARAMETERS)
         from robot_training.data.interface import load_interface
-        from robot_training.scenarios.waypoint import ROBOTS, interface_file, scripted_controller, vector_observation
+        from robot_training.envs.robots import interface_file
+        from robot_training.scenarios.waypoint import ROBOTS, scripted_controller, vector_observation
 
         if p['robot'] not in ROBOTS:
             raise ValueError(f"robot: expected one of {', '.join(ROBOTS)}, got {p['robot']!r}")

@@ -92,11 +92,10 @@ def parse_env_kwargs(text: str) -> dict:
 def default_interface_file(env: str) -> str:
     """The shipped interface of an embedded robot (``interface_ugv.yaml`` for
     ``robot_training/Ugv-v0``), else the pendulum's."""
-    from robot_training.config import shipped_path
-    from robot_training.envs import ROBOT_ENV_IDS
+    from robot_training.envs.robots import ROBOT_ENV_IDS, interface_file
 
     robot = next((name for name, env_id in ROBOT_ENV_IDS.items() if env_id == env), 'inverted_pendulum')
-    return str(shipped_path('config', f'interface_{robot}.yaml'))
+    return str(interface_file(robot))
 
 
 class SimNode(Node):
@@ -178,12 +177,12 @@ class SimNode(Node):
             return None
         from rclpy.qos import DurabilityPolicy, QoSProfile
 
-        from robot_training.envs.robot_messages import static_transforms
+        from robot_training.envs.robot_messages import static_transforms, transforms
 
         static = self.create_publisher(TFMessage, '/tf_static',
                                        QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         static.publish(TFMessage(transforms=static_transforms(TransformStamped, 0)))
-        return self.create_publisher(TFMessage, '/tf', 10), TFMessage, TransformStamped, static
+        return self.create_publisher(TFMessage, '/tf', 10), TFMessage, TransformStamped, static, transforms
 
     def _publish_mission(self, stamp_ns: int) -> None:
         """The new episode's waypoints (nav_msgs/Path in odom) for a navigator or RViz."""
@@ -300,9 +299,7 @@ class SimNode(Node):
         for topic, msg in out.observations.items():
             self.obs_pubs[topic].publish(msg)
         if self._tf is not None:
-            from robot_training.envs.robot_messages import transforms
-
-            pub, tf_message, transform, _ = self._tf
+            pub, tf_message, transform, _, transforms = self._tf
             pub.publish(tf_message(transforms=transforms(self.sim.last_state, transform, out.sim_time_ns)))
         if self.mission_pub is not None and any(e.event == 0 for e in out.events):  # EVENT_START
             self._publish_mission(out.sim_time_ns)

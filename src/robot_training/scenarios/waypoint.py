@@ -20,22 +20,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from robot_training.envs.make import make_env
-from robot_training.envs.robots import ROBOT_ENV_IDS
+from robot_training.envs.robots import ROBOT_ENV_IDS, interface_file
 
 ROBOTS = tuple(ROBOT_ENV_IDS)
-
-
-def interface_file(robot: str) -> Path:
-    """The robot's shipped ``config/interface_<robot>.yaml``."""
-    from robot_training.config import shipped_path
-
-    return shipped_path("config", f"interface_{robot}.yaml")
 
 
 def scripted_controller(robot: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from pathlib import Path
+
 ROBOT_ENV_IDS = {"ugv": "robot_training/Ugv-v0", "uav": "robot_training/Uav-v0"}
+
+
+def interface_file(robot: str) -> Path:
+    """The robot's shipped interface description, ``config/interface_<robot>.yaml``."""
+    from robot_training.config import shipped_path
+
+    return shipped_path("config", f"interface_{robot}.yaml")
 
 
 def register_robots() -> None:
