@@ -115,7 +115,7 @@ class SimNode(Node):
                                 env_kwargs=parse_env_kwargs(p['env_kwargs']))
         self._tf = self._make_tf_publishers() if self.sim.robot else None
         self.mission_pub = None
-        if self.sim.robot and hasattr(self.sim.env.unwrapped, 'waypoints'):
+        if self.sim.robot:  # each episode's waypoints (_publish_mission skips a robot without any)
             from nav_msgs.msg import Path
             from rclpy.qos import DurabilityPolicy, QoSProfile
 
