@@ -204,6 +204,13 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_parity(args) -> int:
+    """The player is a ROS program (``robot_training.ros.parity_node``): run it as one."""
+    import subprocess
+
+    return subprocess.call([sys.executable, "-m", "robot_training.ros.parity_node", *args.args])
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -229,10 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="refuse the dataset when one bag cannot be used (default: skip it, say why)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("parity", add_help=False,
+                       help="play a recorded episode to a real policy server and compare its actions with the "
+                            "trainer's offline predict (BAG --checkpoint FILE [--interface FILE] [--episodes N])")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_parity)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["parity"]:  # its options are the player's own (argparse would take --help)
+        return cmd_parity(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     from robot_training.config import ConfigError
     from robot_training.data.bag_dataset import BagError
