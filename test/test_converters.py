@@ -1,9 +1,12 @@
 """Converters against messages deserialized by rosbags AND messages built by rclpy's classes."""
 
+import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image as PILImage
 from rosbags.typesys import Stores, get_typestore
 
 from robot_training.data.converters import ConversionError, InterfaceError, rosbags_message_factory
@@ -25,6 +28,8 @@ RCLPY = {
     "std_msgs/msg/Float64MultiArray": std_msgs.msg.Float64MultiArray,
     "std_msgs/msg/Float32": std_msgs.msg.Float32,
     "geometry_msgs/msg/Twist": geometry_msgs.msg.Twist,
+    "sensor_msgs/msg/CompressedImage": sensor_msgs.msg.CompressedImage,
+    "sensor_msgs/msg/PointCloud2": sensor_msgs.msg.PointCloud2,
 }
 
 
@@ -40,12 +45,16 @@ def _set(msg, path, value):
 
 
 def both(msgtype, **values):
-    """The same message twice: rosbags (serialized, then deserialized as from a bag) and rclpy."""
+    """The same message twice: rosbags (serialized, then deserialized as from a bag) and rclpy.
+
+    A callable value is called with "bag" or "rclpy" (for nested messages, e.g. PointField)."""
     bag_msg = rosbags_message_factory(TS, msgtype)()
     ros_msg = RCLPY[msgtype]()
     for path, value in values.items():
         path = path.replace("__", ".")
-        _set(bag_msg, path, value)
+        _set(bag_msg, path, value("bag") if callable(value) else value)
+        if callable(value):
+            value = value("rclpy")
         _set(ros_msg, path, value if not isinstance(value, np.ndarray) or value.dtype != np.uint8 else value.tobytes())
     bag_msg = TS.deserialize_cdr(TS.serialize_cdr(bag_msg, msgtype), msgtype)
     return [bag_msg, ros_msg]
@@ -242,3 +251,334 @@ def test_joint_state_effort_action_with_stamp():
         np.testing.assert_array_equal(desc.action_from_message(msg), [0.5, -1.0])
     with pytest.raises(ConversionError, match="action has 3 values, the interface expects 2"):
         desc.action_to_message([0, 0, 0], RCLPY["sensor_msgs/msg/JointState"])
+
+
+# ----------------------------------------------------------------------------- real robot data
+
+
+def _converter(msgtype, **opts):
+    """The converter of a one-stream description reading ``msgtype`` with ``opts``."""
+    return interface_from_dict({
+        "control_rate_hz": 10,
+        "observations": [{"name": "s", "topic": "/s", "type": msgtype, **opts}],
+        "action": {"topic": "/a", "type": "std_msgs/msg/Float64MultiArray", "size": 1},
+    }).observations[0].converter
+
+
+def _frame(h, w, seed=0):
+    """Smooth colour blobs, fine noise and a sharp-edged box: uint8 (h, w, 3)."""
+    rng = np.random.default_rng(seed)
+    coarse = PILImage.fromarray(rng.integers(0, 256, size=(4, 6, 3), dtype=np.uint8)).resize((w, h), PILImage.BILINEAR)
+    img = np.asarray(coarse).astype(np.int16) + rng.integers(-20, 21, size=(h, w, 3))
+    img[h // 4:h // 2, w // 3:w // 2] = (250, 30, 90)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _encoded(pixels, fmt, **save):
+    buf = io.BytesIO()
+    PILImage.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buf, fmt, **save)
+    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
+
+
+def _compressed(fmt, data):
+    return both("sensor_msgs/msg/CompressedImage", format=fmt, data=data)
+
+
+def test_compressed_png_converts_like_the_raw_image():
+    """PNG is lossless: every resize mode and output equals the Image converter's on the raw frame."""
+    rgb = _frame(24, 36)
+    png = _encoded(rgb, "PNG")
+    outs = {}
+    for output in ("rgb", "mono"):
+        for mode in ("area", "bilinear", "nearest"):
+            want = _converter("sensor_msgs/msg/Image", height=8, width=12, output=output,
+                              resize=mode).to_array(_image("rgb8", rgb)[0])
+            conv = _converter("sensor_msgs/msg/CompressedImage", height=8, width=12, output=output, resize=mode)
+            for fmt in ("png", "bgr8; png compressed bgr8"):
+                for msg in _compressed(fmt, png):
+                    out = conv.to_array(msg)
+                    assert out.dtype == np.uint8 and out.shape == (8, 12, 3 if output == "rgb" else 1)
+                    np.testing.assert_array_equal(out, want, err_msg=f"{output} {mode} {fmt}")
+            outs[output, mode] = want
+    assert not np.array_equal(outs["rgb", "area"], outs["rgb", "nearest"])
+    block_mean = rgb.reshape(8, 3, 12, 3, 3).astype(np.float64).mean((1, 3))  # area: 3x3 blocks
+    assert np.abs(outs["rgb", "area"] - block_mean).max() <= 1.0
+
+
+def test_compressed_jpeg_rgb_mono_and_draft():
+    """draft: false equals the Image converter on the fully decoded frame; the default draft
+    (640x480 decoded at 320x240) stays within a few grey levels of it."""
+    big = _frame(480, 640)
+    jpeg = _encoded(big, "JPEG", quality=90)
+    decoded = np.asarray(PILImage.open(io.BytesIO(jpeg.tobytes())).convert("RGB"))
+    for output in ("rgb", "mono"):
+        want = _converter("sensor_msgs/msg/Image", height=64, width=64, output=output).to_array(_image("rgb8", decoded)[0])
+        full = _converter("sensor_msgs/msg/CompressedImage", height=64, width=64, output=output, draft=False)
+        fast = _converter("sensor_msgs/msg/CompressedImage", height=64, width=64, output=output)
+        for msg in _compressed("rgb8; jpeg compressed bgr8", jpeg):
+            np.testing.assert_array_equal(full.to_array(msg), want)
+            diff = np.abs(fast.to_array(msg).astype(int) - want)
+            assert 0 < diff.mean() < 3 and diff.max() < 64, output
+    gray = _frame(32, 32)[..., :1]
+    mono_jpeg = _encoded(gray, "JPEG", quality=95)
+    decoded = np.asarray(PILImage.open(io.BytesIO(mono_jpeg.tobytes())))[..., None]
+    for msg in _compressed("mono8; jpeg compressed mono8", mono_jpeg):
+        mono = _converter("sensor_msgs/msg/CompressedImage", height=16, width=16, output="mono").to_array(msg)
+        rgb = _converter("sensor_msgs/msg/CompressedImage", height=16, width=16).to_array(msg)
+        assert mono.shape == (16, 16, 1) and rgb.shape == (16, 16, 3)
+        np.testing.assert_array_equal(mono, _converter("sensor_msgs/msg/Image", height=16, width=16, output="mono")
+                                      .to_array(_image("mono8", decoded)[0]))
+        np.testing.assert_array_equal(rgb, np.repeat(mono, 3, axis=2))
+        assert np.abs(mono[..., 0].astype(int) - gray.reshape(16, 2, 16, 2).mean((1, 3))).mean() < 3
+
+
+def test_compressed_image_refuses_depth_and_bad_data():
+    conv = _converter("sensor_msgs/msg/CompressedImage", height=4, width=4)
+    png = _encoded(_frame(8, 8), "PNG")
+    for fmt in ("16UC1; compressedDepth png", "32FC1; compressedDepth rvl", "", "bgr8; tiff compressed bgr8"):
+        for msg in _compressed(fmt, png):
+            with pytest.raises(ConversionError, match=f"unsupported format '{re.escape(fmt)}'"):
+                conv.to_array(msg)
+    for fmt, data in (("jpeg", png), ("png", png[: len(png) // 2]), ("png", np.zeros(0, np.uint8))):
+        for msg in _compressed(fmt, data):
+            with pytest.raises(ConversionError, match=f"CompressedImage: '{fmt}' data does not decode"):
+                conv.to_array(msg)
+    deep = _encoded(np.arange(64, dtype=np.uint16).reshape(8, 8, 1) * 1000, "PNG")
+    for msg in _compressed("mono16; png compressed mono16", deep):
+        with pytest.raises(ConversionError, match="only 8-bit images are supported"):
+            conv.to_array(msg)
+    with pytest.raises(InterfaceError, match=r"observations\[0\]\.output: 'depth' is not one of rgb, mono"):
+        _converter("sensor_msgs/msg/CompressedImage", height=4, width=4, output="depth")
+    with pytest.raises(InterfaceError, match=r"observations\[0\]\.draft: expected bool"):
+        _converter("sensor_msgs/msg/CompressedImage", height=4, width=4, draft="yes")
+
+
+_POINTFIELD = {"i1": 1, "u1": 2, "i2": 3, "u2": 4, "i4": 5, "u4": 6, "f4": 7, "f8": 8}
+
+
+def _cloud(xyz, *, dtype="f4", extra=False, big=False, height=1, row_pad=0):
+    """``xyz`` (N, 3) as a PointCloud2 (rosbags and rclpy): fields of ``dtype``; ``extra`` puts
+    a float32 intensity before x and 4 padding bytes after z; ``row_pad`` bytes end each row."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    order = ">" if big else "<"
+    kind = np.dtype(dtype).newbyteorder(order)
+    names = ["intensity", "x", "y", "z"] if extra else ["x", "y", "z"]
+    first = 4 if extra else 0
+    offsets = ([0] if extra else []) + [first + a * kind.itemsize for a in range(3)]
+    step = first + 3 * kind.itemsize + (4 if extra else 0)
+    layout = np.dtype({"names": names, "offsets": offsets, "itemsize": step,
+                       "formats": [np.dtype("f4").newbyteorder(order) if n == "intensity" else kind for n in names]})
+    pts = np.zeros(len(xyz), dtype=layout)
+    for a, name in enumerate("xyz"):
+        pts[name] = xyz[:, a]
+    if extra:
+        pts["intensity"] = 7.0
+    width = len(xyz) // height
+    raw = pts.tobytes()
+    rows = [raw[r * width * step:(r + 1) * width * step] + b"\xff" * row_pad for r in range(height)]
+    codes = [7 if n == "intensity" else _POINTFIELD[np.dtype(dtype).str[1:]] for n in names]
+
+    def fields(lib):
+        cls = TS.types["sensor_msgs/msg/PointField"] if lib == "bag" else sensor_msgs.msg.PointField
+        return [cls(name=n, offset=o, datatype=c, count=1) for n, o, c in zip(names, offsets, codes)]
+
+    return both("sensor_msgs/msg/PointCloud2", height=height, width=width, fields=fields, is_bigendian=big,
+                point_step=step, row_step=width * step + row_pad, is_dense=bool(np.isfinite(xyz).all()),
+                data=np.frombuffer(b"".join(rows), dtype=np.uint8))
+
+
+RANGE_IMAGE = {"mode": "range_image", "azimuth_bins": 8, "elevation_bins": 30, "elevation_min_deg": -15,
+               "elevation_max_deg": 15, "range_max": 10.0}
+VOXEL = {"mode": "voxel", "bounds": [0, 4, -2, 2, 0, 1], "cells": [4, 4, 2]}
+
+
+def test_point_cloud_layouts_read_the_same():
+    """Big-endian, an extra field with padding, float64, row padding and a non-dense cloud all
+    give the same points and arrays; NaN points and (0, 0, 0) are dropped."""
+    xyz = np.array([[2, 0, 0], [0, 3, 0], [-1, 0, 0.25], [1.5, -1.5, 0.5], [3.5, 1.0, 0.75], [0.5, -1.0, 0.125]])
+    ranges = _converter("sensor_msgs/msg/PointCloud2", **RANGE_IMAGE)
+    voxels = _converter("sensor_msgs/msg/PointCloud2", **VOXEL)
+    want_r, want_v = (c.to_array(_cloud(xyz)[0]) for c in (ranges, voxels))
+    assert want_r.shape == (30, 8, 1) and want_v.shape == (4, 4, 2) and want_v.sum() == 4
+    holes = np.insert(xyz, [1, 3, 3], [[np.nan] * 3, [0, 0, 0], [np.nan, 1.0, 1.0]], axis=0)  # 9 points
+    layouts = [dict(big=True), dict(extra=True), dict(extra=True, big=True), dict(dtype="f8"),
+               dict(dtype="f8", big=True, extra=True), dict(height=2, row_pad=6), dict(height=3, row_pad=2, big=True)]
+    for layout in layouts:
+        for points in (xyz, holes):
+            if len(points) % layout.get("height", 1):
+                continue
+            for msg in _cloud(points, **layout):
+                assert msg.point_step > 12 or not layout.get("extra")
+                np.testing.assert_array_equal(ranges.points(msg), xyz, err_msg=str(layout))
+                np.testing.assert_array_equal(ranges.to_array(msg), want_r)
+                np.testing.assert_array_equal(voxels.to_array(msg), want_v)
+    for msg in _cloud([[2, 0, 0], [0, -3, 1]], dtype="i2", big=True):
+        np.testing.assert_array_equal(ranges.points(msg), [[2, 0, 0], [0, -3, 1]])
+
+
+def _polar(r, azimuth_deg, elevation_deg=0.0):
+    a, e = np.radians(azimuth_deg), np.radians(elevation_deg)
+    return [r * np.cos(e) * np.cos(a), r * np.cos(e) * np.sin(a), r * np.sin(e)]
+
+
+def test_range_image_bins_by_hand():
+    """8 azimuth bins of 45° (column j: azimuth in (180 - 45(j+1), 180 - 45j]), 30 elevation
+    bins of 1° from +15° (row 0) down to -15°."""
+    points = [
+        [2, 0, 0],                # straight ahead, 2 m: row 15 (elevation (-1°, 0°]), column 4
+        [5, 0, 0],                # same bin, farther: the bin keeps the minimum
+        [0, 0, 0],                # no return (zeros): dropped, else the bin would read 0
+        [np.nan, np.nan, np.nan],  # no return (non-dense): dropped
+        _polar(3, 67.5),          # front left: column 2
+        _polar(4, -112.5),        # back right: column 6
+        _polar(20, 157.5),        # behind, beyond range_max: clipped to 10 in column 0
+        _polar(4, 0, 10.5),       # ahead, 10.5° up: row 4 (elevation (10°, 11°])
+        _polar(1, 0, 40),         # above elevation_max_deg: dropped
+    ]
+    want = np.full((30, 8, 1), 10.0, np.float32)
+    want[15, 4] = 2.0
+    want[15, 2] = 3.0
+    want[15, 6] = 4.0
+    want[4, 4] = 4.0
+    conv = _converter("sensor_msgs/msg/PointCloud2", **RANGE_IMAGE)
+    for msg in _cloud(points):
+        out = conv.to_array(msg)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+def test_voxel_grid_by_hand():
+    """bounds x [0, 4), y [-2, 2), z [0, 1) in 4 x 4 x 2 cells of 1 x 1 x 0.5 m."""
+    points = [[2.5, 0.5, 0.25], [2.9, 0.1, 0.4],   # both in cell (2, 2, 0)
+              [0, -2, 0],                          # the lower corner: cell (0, 0, 0)
+              [1.5, 1.99, 0.75],                   # cell (1, 3, 1)
+              [4, 0, 0.5], [-0.1, 0, 0.2], [1, 1, 1], [1, 1, -0.01],  # outside (upper bounds excluded)
+              [0, 0, 0], [np.nan, 0.5, 0.5]]       # no return: dropped
+    count = np.zeros((4, 4, 2), np.float32)
+    count[2, 2, 0], count[0, 0, 0], count[1, 3, 1] = 2, 1, 1
+    for value, want in (("count", count), ("occupancy", (count > 0).astype(np.float32))):
+        conv = _converter("sensor_msgs/msg/PointCloud2", **VOXEL, value=value)
+        for msg in _cloud(points):
+            out = conv.to_array(msg)
+            assert out.dtype == np.float32 and out.shape == (4, 4, 2)
+            np.testing.assert_array_equal(out, want, err_msg=value)
+
+
+def test_point_cloud_errors():
+    conv = _converter("sensor_msgs/msg/PointCloud2", **VOXEL)
+    for msg in _cloud([[1, 0, 0]]):
+        msg.fields = msg.fields[:2]
+        with pytest.raises(ConversionError, match=r"no field\(s\) z in the cloud \(it has x, y\)"):
+            conv.to_array(msg)
+    for msg in _cloud([[1, 0, 0]]):
+        msg.fields[1].datatype = 9
+        with pytest.raises(ConversionError, match="field 'y' has datatype 9"):
+            conv.to_array(msg)
+    for msg in _cloud([[1, 0, 0], [2, 0, 0]]):
+        msg.width = 3
+        with pytest.raises(ConversionError, match="3x1 cloud with point_step 12, row_step 24 needs 36 bytes, data has 24"):
+            conv.to_array(msg)
+    for msg in _cloud([[1, 0, 0]]):
+        msg.point_step = 10
+        with pytest.raises(ConversionError, match="field 'z' at offset 8 does not fit point_step 10"):
+            conv.to_array(msg)
+    cloud = "sensor_msgs/msg/PointCloud2"
+    for opts, message in (
+        ({}, "missing required key 'mode'"),
+        ({"mode": "mesh"}, r"mode: 'mesh' is not one of range_image, voxel"),
+        ({**VOXEL, "azimuth_bins": 8}, "unknown key 'azimuth_bins'"),
+        ({**VOXEL, "bounds": [0, 4, -2, 2, 1]}, r"bounds: expected \[x_min, x_max, y_min, y_max, z_min, z_max\]"),
+        ({**VOXEL, "bounds": [0, 4, 2, -2, 0, 1]}, "with each min < max"),
+        ({**VOXEL, "cells": [4, 0, 2]}, r"cells: expected three cell counts"),
+        ({**VOXEL, "value": "mean"}, r"value: 'mean' is not one of occupancy, count"),
+        ({**RANGE_IMAGE, "elevation_min_deg": 15}, "elevation_max_deg: need -90 <= elevation_min_deg < elevation_max_deg"),
+        ({**RANGE_IMAGE, "range_max": 0}, "range_max: must be > 0"),
+    ):
+        with pytest.raises(InterfaceError, match=message):
+            _converter(cloud, **opts)
+
+
+def test_joint_state_by_index_with_empty_names():
+    conv = _converter("sensor_msgs/msg/JointState", joint_indices=[2, 0])
+    for msg in both("sensor_msgs/msg/JointState", name=[], position=[1.0, 2.0, 3.0], velocity=[10.0, 20.0, 30.0]):
+        np.testing.assert_array_equal(conv.to_array(msg), [3, 1, 30, 10])
+    assert conv.describe() == ["position[2]", "position[0]", "velocity[2]", "velocity[0]"]
+    for msg in both("sensor_msgs/msg/JointState", name=[], position=[1.0, 2.0, 3.0], velocity=[10.0, 20.0]):
+        with pytest.raises(ConversionError, match=r"'velocity' has 2 values, too short for joint_indices \[2, 0\]"):
+            conv.to_array(msg)
+    js = "sensor_msgs/msg/JointState"
+    for opts, message in (
+        ({"joint_names": ["a"], "joint_indices": [0]}, r"observations\[0\]\.joint_indices: give joint_names or "
+                                                        "joint_indices, not both"),
+        ({}, r"missing required key 'joint_names' \(or 'joint_indices'\)"),
+        ({"joint_indices": [1, -1]}, r"joint_indices\[1\]: expected an index >= 0, got -1"),
+        ({"joint_indices": [1, 1]}, r"joint_indices: has duplicates"),
+        ({"joint_indices": []}, r"joint_indices: must not be empty"),
+    ):
+        with pytest.raises(InterfaceError, match=message):
+            _converter(js, **opts)
+    desc = interface_from_dict({"control_rate_hz": 10, "observations": [
+        {"name": "j", "topic": "/joint_states", "type": js, "joint_indices": [1], "fields": ["effort"]}],
+        "action": {"topic": "/a", "type": "std_msgs/msg/Float64MultiArray", "size": 1}})
+    assert interface_from_dict(desc.to_dict()).fingerprint == desc.fingerprint
+    assert "joint_names" not in desc.observations[0].canonical()
+    with pytest.raises(InterfaceError, match=r"action\.joint_indices: an action must name its joints"):
+        interface_from_dict({**desc.to_dict(), "action": {"topic": "/effort", "type": js, "joint_indices": [0]}})
+
+
+def test_bag_of_compressed_images_and_clouds_loads_like_the_converters(tmp_path):
+    """A bag written by rosbags with CompressedImage and PointCloud2 streams: the dataset holds,
+    tick by tick, exactly the converters' arrays of the recorded messages."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from robot_training.data.bag_dataset import load_bag_dataset
+    from robot_training.data.converters import set_stamp
+
+    desc = interface_from_dict({
+        "control_rate_hz": 10, "max_staleness_s": 0.05,
+        "observations": [
+            {"name": "cam", "topic": "/camera/image_raw/compressed", "type": "sensor_msgs/msg/CompressedImage",
+             "height": 16, "width": 16},
+            {"name": "lidar", "topic": "/points", "type": "sensor_msgs/msg/PointCloud2", **RANGE_IMAGE},
+        ],
+        "action": {"topic": "/cmd", "type": "std_msgs/msg/Float64MultiArray", "size": 1},
+    })
+    types = dict(desc.streams())
+    msgs = {t: rosbags_message_factory(TS, m)() for t, m in types.items()}
+    expected = {"cam": [], "lidar": []}
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {t: writer.add_connection(t, m, typestore=TS) for t, m in types.items()}
+        for k in range(6):
+            t = 10**12 + k * 100_000_000
+            cam, cloud, cmd = (msgs[t_] for t_ in ("/camera/image_raw/compressed", "/points", "/cmd"))
+            cam.format = "rgb8; jpeg compressed bgr8" if k % 2 else "png"
+            cam.data = _encoded(_frame(48, 64, seed=k), "JPEG" if k % 2 else "PNG")
+            bag_cloud = _cloud([_polar(1 + k, 45 * k), [np.nan] * 3, _polar(9, -30, 5)], extra=True)[0]
+            for attr in ("height", "width", "fields", "is_bigendian", "point_step", "row_step", "data", "is_dense"):
+                setattr(cloud, attr, getattr(bag_cloud, attr))
+            cmd.data = np.array([float(k)])
+            for topic, msg in (("/camera/image_raw/compressed", cam), ("/points", cloud), ("/cmd", cmd)):
+                set_stamp(msg, t)
+                raw = TS.serialize_cdr(msg, types[topic])
+                writer.write(conns[topic], t + 1000, raw)
+                back = TS.deserialize_cdr(raw, types[topic])
+                for s in desc.observations:
+                    if s.topic == topic:
+                        expected[s.name].append(s.to_array(back))
+    (traj,) = load_bag_dataset(tmp_path / "bag", desc, cache=False)
+    assert len(traj) == 5
+    for name in ("cam", "lidar"):
+        want = np.stack(expected[name])
+        assert traj.observations[name].dtype == want.dtype
+        np.testing.assert_array_equal(traj.observations[name], want[:5])
+        np.testing.assert_array_equal(traj.final_observation[name], want[5])
+    assert traj.observations["lidar"][2, 15, 2, 0] == pytest.approx(3.0)  # 3 m at azimuth 90°: column 2
+    np.testing.assert_array_equal(traj.actions[:, 0], np.arange(5))
+
+
+def test_policy_server_resolves_the_new_message_types():
+    """The policy server subscribes with ros._common.message_class(type name): the new types resolve."""
+    from robot_training.ros._common import message_class
+
+    for name in ("CompressedImage", "PointCloud2", "JointState"):
+        assert message_class(f"sensor_msgs/msg/{name}") is getattr(sensor_msgs.msg, name)

@@ -19,6 +19,8 @@ Conversions
 -----------
 ``sensor_msgs/msg/JointState``  ``fields`` ⊆ {position, velocity, effort} (default
     ``[position, velocity]``) in ``joint_names`` order: field-major, e.g. ``[q1, q2, dq1, dq2]``.
+    ``joint_indices: [0, 2]`` instead picks array positions (drivers that publish an empty
+    ``name[]``; observations only); too short arrays are an error.
 ``nav_msgs/msg/Odometry``  ``fields`` ⊆ {pose (7: xyz + quaternion xyzw), position (3),
     orientation (4), twist (6: linear + angular), linear_velocity (3), angular_velocity (3)}.
 ``sensor_msgs/msg/Imu``  ``fields`` ⊆ {orientation (4), angular_velocity (3),
@@ -26,10 +28,22 @@ Conversions
 ``sensor_msgs/msg/LaserScan``  ``num_beams`` bins (min over each bin, or ``downsample:
     sample``), clipped to ``[0, range_max]``; ``+inf`` and ``nan`` (no return) become
     ``range_max``, ``-inf`` (too close) becomes 0.
-``sensor_msgs/msg/Image``  resized (nearest neighbour) to ``height`` × ``width``;
+``sensor_msgs/msg/Image``  resized to ``height`` × ``width`` (``resize: area`` (default), ``bilinear``,
+    ``nearest``);
     ``output: rgb`` → uint8 (H, W, 3), ``mono`` → uint8 (H, W, 1), ``depth`` → float32
     metres (H, W, 1) clipped to ``[0, depth_max]`` (invalid readings → ``depth_max``).
     Encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1 (millimetres), 32FC1 (metres).
+``sensor_msgs/msg/CompressedImage``  JPEG or PNG (``format`` as image_transport writes it:
+    ``jpeg``, ``rgb8; jpeg compressed bgr8`` …) decoded by Pillow, then as ``Image``
+    (``output: rgb | mono``, ``resize``); ``draft: true`` (default) decodes a JPEG at 1/2 … 1/8
+    scale first, keeping twice the target size. compressedDepth and 16-bit PNG are refused.
+``sensor_msgs/msg/PointCloud2``  x, y, z read by offset and datatype (any PointField type,
+    byte order, point_step, row_step; NaN and (0, 0, 0) points dropped), reduced by ``mode``:
+    ``range_image`` → float32 (elevation_bins, azimuth_bins, 1), the smallest range per bin
+    clipped to ``range_max``, empty bins ``range_max`` (row 0 at ``elevation_max_deg``; columns
+    from behind through the left, straight ahead at column azimuth_bins / 2); ``voxel`` →
+    float32 ``cells`` (nx, ny, nz) over ``bounds`` [x_min, x_max, y_min, y_max, z_min, z_max],
+    ``value: occupancy`` (0/1, default) or ``count`` (points per cell).
 ``std_msgs/msg/Float64MultiArray`` / ``Float32MultiArray``  ``size`` values of ``data``.
 ``geometry_msgs/msg/Twist`` / ``TwistStamped``  ``fields`` ⊆ {linear.x … angular.z}
     (default all six).
@@ -39,6 +53,7 @@ Conversions
 from __future__ import annotations
 
 import array
+import io
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -247,23 +262,47 @@ class Converter:
 
 
 class JointStateConverter(Converter):
+    """Joints chosen by ``joint_names`` (looked up in ``msg.name``) or by ``joint_indices``
+    (positions in the arrays, for drivers that publish an empty ``name[]``): exactly one."""
+
     msgtypes = ("sensor_msgs/msg/JointState",)
     can_write = True
     FIELDS = ("position", "velocity", "effort")
 
     def __init__(self, msgtype, options, shape):
         super().__init__(msgtype, options, shape)
-        self.joint_names = tuple(options["joint_names"])
+        self.joint_names = tuple(options.get("joint_names", ()))
+        self.joint_indices = options.get("joint_indices")
         self.fields = tuple(options["fields"])
         self._index_cache: Dict[Tuple[str, ...], np.ndarray] = {}
+        if self.joint_indices is not None:
+            self._by_index = np.array(self.joint_indices, dtype=np.intp)
 
     @classmethod
-    def parse(cls, msgtype, opts, default_fields=("position", "velocity")):
-        names = opts.str_list("joint_names")
+    def parse(cls, msgtype, opts, default_fields=("position", "velocity"), action=False):
         fields = opts.str_list("fields", list(default_fields), choices=cls.FIELDS)
-        return cls(msgtype, {"joint_names": names, "fields": fields}, (len(names) * len(fields),))
+        has_names, has_indices = opts.data.get("joint_names") is not None, opts.data.get("joint_indices") is not None
+        opts.used.update(("joint_names", "joint_indices"))
+        if has_names and has_indices:
+            raise opts._fail("joint_indices", "give joint_names or joint_indices, not both")
+        if not has_indices:
+            if not has_names:
+                raise InterfaceError(f"{opts.where}: missing required key 'joint_names' (or 'joint_indices')")
+            names = opts.str_list("joint_names")
+            return cls(msgtype, {"joint_names": names, "fields": fields}, (len(names) * len(fields),))
+        if action:
+            raise opts._fail("joint_indices", "an action must name its joints (use joint_names)")
+        indices = opts.get("joint_indices", list)
+        for i, v in enumerate(indices):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise opts._fail(f"joint_indices[{i}]", f"expected an index >= 0, got {v!r}")
+        if not indices or len(set(indices)) != len(indices):
+            raise opts._fail("joint_indices", "must not be empty" if not indices else f"has duplicates: {indices}")
+        return cls(msgtype, {"joint_indices": list(indices), "fields": fields}, (len(indices) * len(fields),))
 
     def _indices(self, msg_names) -> np.ndarray:
+        if self.joint_indices is not None:
+            return self._by_index
         key = tuple(msg_names)
         idx = self._index_cache.get(key)
         if idx is None:
@@ -284,7 +323,11 @@ class JointStateConverter(Converter):
         n = len(idx)
         for k, field in enumerate(self.fields):
             values = _numeric(getattr(msg, field))
-            if values.shape[0] != len(msg.name):
+            if self.joint_indices is not None:
+                if values.shape[0] <= idx.max():
+                    raise ConversionError(f"{self.msgtype}: '{field}' has {values.shape[0]} values, too short "
+                                          f"for joint_indices {self.joint_indices}")
+            elif values.shape[0] != len(msg.name):
                 raise ConversionError(
                     f"{self.msgtype}: '{field}' has {values.shape[0]} values for {len(msg.name)} joints"
                 )
@@ -303,6 +346,8 @@ class JointStateConverter(Converter):
         return msg
 
     def describe(self):
+        if self.joint_indices is not None:
+            return [f"{f}[{i}]" for f in self.fields for i in self.joint_indices]
         return [f"{f}.{j}" for f in self.fields for j in self.joint_names]
 
 
@@ -481,24 +526,27 @@ class ImageConverter(Converter):
     msgtypes = ("sensor_msgs/msg/Image",)
     ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3", "mono16", "16UC1", "32FC1")
     RESIZE = ("area", "bilinear", "nearest")
+    OUTPUTS = ("rgb", "mono", "depth")
 
     def __init__(self, msgtype, options, shape):
         super().__init__(msgtype, options, shape)
         self.output = options["output"]
-        self.depth_max = options["depth_max"]
+        self.depth_max = options.get("depth_max")
         self.resize = options["resize"]
         self.dtype = np.dtype(np.float32 if self.output == "depth" else np.uint8)
 
     @classmethod
+    def _frame_options(cls, opts) -> Dict[str, Any]:
+        """``height``, ``width``, ``output`` and ``resize``: the options every image stream has."""
+        return {"height": opts.positive("height", int), "width": opts.positive("width", int),
+                "output": opts.get("output", str, "rgb", choices=cls.OUTPUTS),
+                "resize": opts.get("resize", str, "area", choices=cls.RESIZE)}
+
+    @classmethod
     def parse(cls, msgtype, opts):
-        h = opts.positive("height", int)
-        w = opts.positive("width", int)
-        output = opts.get("output", str, "rgb", choices=("rgb", "mono", "depth"))
-        depth_max = opts.positive("depth_max", float, 10.0)
-        resize = opts.get("resize", str, "area", choices=cls.RESIZE)
-        channels = 3 if output == "rgb" else 1
-        return cls(msgtype, {"height": h, "width": w, "output": output, "depth_max": depth_max, "resize": resize},
-                   (h, w, channels))
+        o = cls._frame_options(opts)
+        o["depth_max"] = opts.positive("depth_max", float, 10.0)
+        return cls(msgtype, o, (o["height"], o["width"], 3 if o["output"] == "rgb" else 1))
 
     def _resized(self, img: np.ndarray) -> np.ndarray:
         """``img`` (h, w, c) uint8 or float32 at this converter's size."""
@@ -556,6 +604,10 @@ class ImageConverter(Converter):
             img = img[..., 2::-1]
         elif enc in ("rgba8",):
             img = img[..., :3]
+        return self._rgb_or_mono(img)
+
+    def _rgb_or_mono(self, img: np.ndarray) -> np.ndarray:
+        """uint8 ``(h, w, 3)`` RGB or ``(h, w, 1)`` mono pixels → the ``output`` at this size."""
         if self.output == "rgb":
             if img.shape[2] == 1:
                 img = np.repeat(img, 3, axis=2)
@@ -566,9 +618,200 @@ class ImageConverter(Converter):
         return np.ascontiguousarray(self._resized(np.ascontiguousarray(img)), dtype=np.uint8)
 
 
+class CompressedImageConverter(ImageConverter):
+    """A CompressedImage (JPEG or PNG, decoded by Pillow) to ``(height, width, 3 | 1)`` uint8.
+
+    ``format`` is read as image_transport writes it: ``jpeg``, ``png``, ``rgb8; jpeg
+    compressed bgr8``, ``mono8; png compressed mono8`` … (the decoded file carries its own
+    colours and channel count). ``output`` and ``resize`` are those of :class:`ImageConverter`,
+    by the same code. With ``draft: true`` (default) libjpeg decodes a JPEG at 1/2, 1/4 or 1/8
+    scale in the DCT domain (Pillow's ``draft``), the largest reduction that keeps the frame at
+    least :attr:`DRAFT_GAP` times ``height`` × ``width`` (as Pillow's ``thumbnail`` does), then
+    ``resize`` finishes: a 640x480 frame → 64x64 is decoded at 320x240, 2-3x faster than a full
+    decode, a mean 0.4-1.2 grey levels from full decode + resize (up to ~35 at sharp edges:
+    Pillow's box filter counts whole pixels, so coarser pixels move the box edges). A gap of 1
+    (160x120) is only ~25 % faster again but 1.5-3.7 off on average, up to ~60
+    (``bench/bench_converters.py`` measures all three). ``draft: false`` decodes every pixel.
+    16-bit PNG and ``compressedDepth`` are refused.
+    """
+
+    msgtypes = ("sensor_msgs/msg/CompressedImage",)
+    OUTPUTS = ("rgb", "mono")
+    DRAFT_GAP = 2
+
+    def __init__(self, msgtype, options, shape):
+        super().__init__(msgtype, options, shape)
+        self.draft = options["draft"]
+        self._kinds: Dict[str, str] = {}
+
+    @classmethod
+    def parse(cls, msgtype, opts):
+        o = cls._frame_options(opts)
+        o["draft"] = opts.get("draft", bool, True)
+        return cls(msgtype, o, (o["height"], o["width"], 3 if o["output"] == "rgb" else 1))
+
+    def _kind(self, fmt: str) -> str:
+        kind = self._kinds.get(fmt)
+        if kind is None:
+            words = fmt.lower().replace(";", " ").split()
+            kind = "" if "compresseddepth" in words else "JPEG" if {"jpeg", "jpg"} & set(words) else \
+                "PNG" if "png" in words else ""
+            if not kind:
+                raise ConversionError(f"{self.msgtype}: unsupported format {fmt!r} (supported: jpeg, png, "
+                                      "e.g. 'rgb8; jpeg compressed bgr8'; not compressedDepth)")
+            if len(self._kinds) < 16:
+                self._kinds[fmt] = kind
+        return kind
+
+    def to_array(self, msg):
+        from PIL import Image  # noqa: PLC0415 - only image streams need Pillow
+
+        fmt = str(msg.format)
+        kind = self._kind(fmt)
+        try:
+            frame = Image.open(io.BytesIO(_bytes_view(msg.data)), formats=[kind])
+            if kind == "JPEG" and self.draft:
+                frame.draft(None, (self.DRAFT_GAP * self.shape[1], self.DRAFT_GAP * self.shape[0]))
+            frame.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ConversionError(f"{self.msgtype}: {fmt!r} data does not decode ({exc})") from None
+        if frame.mode not in ("L", "RGB"):
+            if frame.mode.startswith(("I", "F")):
+                raise ConversionError(f"{self.msgtype}: {fmt!r} image is {frame.mode} (only 8-bit images are supported)")
+            frame = frame.convert("L" if frame.mode in ("1", "LA", "La") else "RGB")
+        pixels = np.asarray(frame)
+        return self._rgb_or_mono(pixels[..., None] if pixels.ndim == 2 else pixels)
+
+
+_POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
+
+
+class PointCloud2Converter(Converter):
+    """A PointCloud2 reduced to a fixed-size float32 array (``mode``).
+
+    Points are read with a NumPy structured dtype built from the ``x``, ``y``, ``z`` fields'
+    ``offset`` and ``datatype`` (any of INT8 … FLOAT64), ``point_step``, ``row_step`` and
+    ``is_bigendian``; other fields and padding are skipped. Non-finite points (no return in a
+    non-dense cloud) and points at exactly (0, 0, 0) (drivers that write zeros for no return)
+    are dropped.
+
+    ``range_image`` → ``(elevation_bins, azimuth_bins, 1)`` metres: the smallest range
+    ``sqrt(x² + y² + z²)`` in each bin, clipped to ``range_max``; empty bins are ``range_max``.
+    Azimuth (degrees, 0 = +x ahead, 90 = +y left) of column ``j`` is in
+    ``(180 − (j+1)·360/A, 180 − j·360/A]``: behind at the image's edges, the sensor's left on
+    the image's left, straight ahead at column ``A/2``. Elevation of row ``i`` is in
+    ``(max − (i+1)·Δ, max − i·Δ]`` with ``Δ = (max − min) / elevation_bins`` (row 0 the top);
+    points outside ``[elevation_min_deg, elevation_max_deg]`` are dropped.
+
+    ``voxel`` → ``cells`` = ``(nx, ny, nz)``: cell ``(i, j, k)`` holds the points with
+    ``x ∈ [x_min + i·Δx, x_min + (i+1)·Δx)`` (likewise y, z) inside ``bounds`` =
+    ``[x_min, x_max, y_min, y_max, z_min, z_max]`` (metres, the cloud's frame); ``value:
+    occupancy`` (default) gives 1 for a cell with a point and 0 otherwise, ``value: count``
+    the number of points. Points outside the bounds are dropped.
+    """
+
+    msgtypes = ("sensor_msgs/msg/PointCloud2",)
+    MODES = ("range_image", "voxel")
+
+    def __init__(self, msgtype, options, shape):
+        super().__init__(msgtype, options, shape)
+        self.mode = options["mode"]
+        self._dtypes: Dict[tuple, np.dtype] = {}
+
+    @classmethod
+    def parse(cls, msgtype, opts):
+        mode = opts.get("mode", str, choices=cls.MODES)
+        if mode == "range_image":
+            o = {"mode": mode, "azimuth_bins": opts.positive("azimuth_bins", int),
+                 "elevation_bins": opts.positive("elevation_bins", int),
+                 "elevation_min_deg": opts.get("elevation_min_deg", float),
+                 "elevation_max_deg": opts.get("elevation_max_deg", float),
+                 "range_max": opts.positive("range_max", float)}
+            if not -90.0 <= o["elevation_min_deg"] < o["elevation_max_deg"] <= 90.0:
+                raise opts._fail("elevation_max_deg", "need -90 <= elevation_min_deg < elevation_max_deg <= 90, "
+                                 f"got {o['elevation_min_deg']} and {o['elevation_max_deg']}")
+            return cls(msgtype, o, (o["elevation_bins"], o["azimuth_bins"], 1))
+        bounds = opts.float_list("bounds")
+        if len(bounds) != 6 or any(bounds[2 * a] >= bounds[2 * a + 1] for a in range(3)):
+            raise opts._fail("bounds", f"expected [x_min, x_max, y_min, y_max, z_min, z_max] with each min < max, got {bounds}")
+        cells = opts.get("cells", list)
+        if len(cells) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in cells):
+            raise opts._fail("cells", f"expected three cell counts [nx, ny, nz] > 0, got {cells}")
+        value = opts.get("value", str, "occupancy", choices=("occupancy", "count"))
+        return cls(msgtype, {"mode": mode, "bounds": bounds, "cells": list(cells), "value": value}, tuple(cells))
+
+    def _dtype(self, msg) -> np.dtype:
+        """The structured dtype of (x, y, z) in one point of ``msg`` (cached per layout)."""
+        step, big = int(msg.point_step), bool(msg.is_bigendian)
+        layout = {str(f.name): (int(f.offset), int(f.datatype)) for f in msg.fields}
+        key = (tuple(layout.get(a) for a in _VEC3), step, big)
+        dtype = self._dtypes.get(key)
+        if dtype is not None:
+            return dtype
+        missing = [a for a in _VEC3 if a not in layout]
+        if missing:
+            raise ConversionError(f"{self.msgtype}: no field(s) {', '.join(missing)} in the cloud "
+                                  f"(it has {', '.join(layout) or 'no fields'})")
+        formats = []
+        for a in _VEC3:
+            offset, datatype = layout[a]
+            if datatype not in _POINTFIELD_DTYPES:
+                raise ConversionError(f"{self.msgtype}: field '{a}' has datatype {datatype} (PointField 1 INT8 … 8 FLOAT64)")
+            formats.append(np.dtype(_POINTFIELD_DTYPES[datatype]).newbyteorder(">" if big else "<"))
+            if offset < 0 or offset + formats[-1].itemsize > step:
+                raise ConversionError(f"{self.msgtype}: field '{a}' at offset {offset} does not fit point_step {step}")
+        dtype = np.dtype({"names": list(_VEC3), "formats": formats, "offsets": [layout[a][0] for a in _VEC3],
+                          "itemsize": step})
+        if len(self._dtypes) < 16:
+            self._dtypes[key] = dtype
+        return dtype
+
+    def points(self, msg) -> np.ndarray:
+        """``(N, 3)`` float64 x, y, z of the cloud's valid points (row by row)."""
+        dtype = self._dtype(msg)
+        h, w, step, row_step = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
+        raw = _bytes_view(msg.data)
+        need = (h - 1) * row_step + w * step if h and w else 0
+        if row_step < w * step or raw.shape[0] < need:
+            raise ConversionError(f"{self.msgtype}: {w}x{h} cloud with point_step {step}, row_step {row_step} "
+                                  f"needs {need} bytes, data has {raw.shape[0]}")
+        if not need:
+            return np.empty((0, 3))
+        grid = np.ndarray((h, w), dtype=dtype, buffer=raw, strides=(row_step, step))
+        xyz = np.empty((h * w, 3))
+        for a, name in enumerate(_VEC3):
+            xyz[:, a] = grid[name].reshape(-1)
+        return xyz[np.isfinite(xyz).all(axis=1) & xyz.any(axis=1)]
+
+    def to_array(self, msg):
+        xyz = self.points(msg)
+        o = self.options
+        if self.mode == "voxel":
+            low, high = np.array(o["bounds"][0::2]), np.array(o["bounds"][1::2])
+            cells = np.array(o["cells"])
+            xyz = xyz[((xyz >= low) & (xyz < high)).all(axis=1)]
+            idx = np.minimum(((xyz - low) / (high - low) * cells).astype(np.intp), cells - 1)
+            counts = np.bincount(np.ravel_multi_index(idx.T, self.shape), minlength=self.size)
+            out = counts if o["value"] == "count" else counts > 0
+            return out.astype(np.float32).reshape(self.shape)
+        rows, cols = self.shape[0], self.shape[1]
+        lo, hi = o["elevation_min_deg"], o["elevation_max_deg"]
+        flat = np.hypot(xyz[:, 0], xyz[:, 1])
+        rng = np.hypot(flat, xyz[:, 2])
+        elevation = np.degrees(np.arctan2(xyz[:, 2], flat))
+        inside = (elevation >= lo) & (elevation <= hi)
+        row = np.minimum(np.floor((hi - elevation[inside]) / (hi - lo) * rows).astype(np.intp), rows - 1)
+        azimuth = np.degrees(np.arctan2(xyz[inside, 1], xyz[inside, 0]))
+        col = np.floor((180.0 - azimuth) / 360.0 * cols).astype(np.intp) % cols
+        out = np.full(rows * cols, o["range_max"], dtype=np.float32)
+        np.minimum.at(out, row * cols + col, np.minimum(rng[inside], o["range_max"]).astype(np.float32))
+        return out.reshape(self.shape)
+
+
 CONVERTERS: Dict[str, type] = {}
 for _cls in (JointStateConverter, OdometryConverter, ImuConverter, TwistConverter,
-             MultiArrayConverter, LaserScanConverter, ImageConverter):
+             MultiArrayConverter, LaserScanConverter, ImageConverter, CompressedImageConverter,
+             PointCloud2Converter):
     for _t in _cls.msgtypes:
         CONVERTERS[_t] = _cls
 del _cls, _t
@@ -580,7 +823,7 @@ def make_converter(msgtype: str, opts: Options, *, action: bool = False) -> Conv
         raise InterfaceError(f"{opts.where}.type: expected a ROS type name like 'sensor_msgs/msg/JointState', got {msgtype!r}")
     cls = CONVERTERS.get(msgtype)
     if cls is JointStateConverter and action:
-        conv = JointStateConverter.parse(msgtype, opts, default_fields=("effort",))
+        conv = JointStateConverter.parse(msgtype, opts, default_fields=("effort",), action=True)
     elif cls is not None:
         conv = cls.parse(msgtype, opts)
     else:
