@@ -63,3 +63,54 @@ def test_bad_checkpoint_at_start_fails_clearly(tmp_path, procs):
     server.pump.join(timeout=5)
     assert server.returncode == 2
     assert 'checkpoint not found' in '\n'.join(server.lines)
+
+
+def test_lifecycle_transitions_gate_the_actions(tmp_path, procs, ros_node):
+    """``autostart:=false``: the server waits unconfigured; configure loads (a bad checkpoint
+    fails the transition and leaves it unconfigured), activate acts, deactivate stops acting
+    while observations still arrive, cleanup then configure and activate act again."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from std_msgs.msg import Float64MultiArray
+
+    def state():
+        return call(ros_node, GetState, '/policy_server/get_state', GetState.Request()).current_state.id
+
+    def change(transition):
+        return call(ros_node, ChangeState, '/policy_server/change_state',
+                    ChangeState.Request(transition=Transition(id=transition))).success
+
+    sim = procs.start(node_cmd('sim_node', f'interface_file:={INTERFACE}', 'max_episode_steps:=50'))
+    server = procs.start(node_cmd('policy_server_node', f'interface_file:={INTERFACE}', 'autostart:=false',
+                                  f'checkpoint:={tmp_path / "missing.pt"}'))
+    cmds = []
+    ros_node.create_subscription(Float64MultiArray, '/cmd', cmds.append, 100)
+    spin_until(ros_node, lambda: ros_node.count_publishers('/joint_states') > 0, 60, 'the simulator')
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert not change(Transition.TRANSITION_CONFIGURE)  # missing checkpoint: refused, stays unconfigured
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert any('configure failed' in line and 'missing.pt' in line for line in server.lines)
+    stop(server)
+
+    # parameters are read-only: a second server, with a good checkpoint
+    server = procs.start(node_cmd('policy_server_node', f'interface_file:={INTERFACE}', 'autostart:=false',
+                                  f'checkpoint:={tiny_policy(tmp_path)}'))
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    spin_for(ros_node, 1.0)
+    assert not cmds  # nobody commands the pendulum
+    assert change(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE
+    spin_for(ros_node, 1.0)
+    assert not cmds, 'an inactive server published actions'
+    assert change(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
+    spin_until(ros_node, lambda: len(cmds) >= 10, 30, 'actions once active')
+    assert change(Transition.TRANSITION_DEACTIVATE)
+    spin_for(ros_node, 0.3)
+    count = len(cmds)
+    spin_for(ros_node, 1.0)
+    assert len(cmds) == count, 'a deactivated server kept acting'
+    assert change(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert change(Transition.TRANSITION_CONFIGURE) and change(Transition.TRANSITION_ACTIVATE)
+    spin_until(ros_node, lambda: len(cmds) >= count + 10, 30, 'actions after cleanup, configure, activate')
+    out = stop(server)
+    assert server.returncode == 0, out
+    stop(sim)

@@ -2,9 +2,14 @@
 
     policy_server --ros-args --params-file config/policy_server.yaml -p checkpoint:=policy.pt
 
-Lifecycle-like shape on a plain node: *configure* (read parameters, load the interface and
-the checkpoint, create the subscriptions) then *activate* (start acting). A checkpoint that
-cannot be deployed stops the node at configure time with one error line.
+An ``rclpy`` lifecycle node: *configure* reads the parameters, loads the interface and the
+checkpoint and creates the subscriptions and services; *activate* starts acting (the action
+publisher is a lifecycle publisher); *deactivate* stops acting, observations still arrive;
+*cleanup* releases everything configure made. With ``autostart`` (default) the node configures
+and activates itself at start, and a checkpoint that cannot be deployed stops it with one error
+line; with ``autostart:=false`` it waits unconfigured for a lifecycle manager
+(``/policy_server/change_state``, ``ros2 lifecycle set /policy_server configure``), and a
+failed configure is logged and leaves it unconfigured.
 
 * one subscription per observation stream of the interface (sensor-data QoS, which accepts
   reliable and best-effort publishers); the latest message of each is kept;
@@ -38,7 +43,7 @@ from __future__ import annotations
 import threading
 import time
 
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from robot_training.data.converters import stamp_ns
 from robot_training.ros._common import declare_parameters, message_class, run_node, subscribe_observations
@@ -59,17 +64,82 @@ PARAMETERS = {
     'seed': (0, 'seed of the random actions'),
     'status_period_s': (1.0, 'period of ~/status (0: none)'),
     'torch_threads': (1, 'CPU threads for the policy (0: PyTorch default)'),
+    'autostart': (True, 'configure and activate at start (false: wait for lifecycle transitions)'),
 }
 
 
-class PolicyServerNode(Node):
+class PolicyServerNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__('policy_server', **kwargs)
         declare_parameters(self, PARAMETERS)
-        self.configure()
-        self.activate()
+        self.runner = None
+        self._active = False
+        self._loader = None
+        self._made = {}
+        self._autostart = bool(self.get_parameter('autostart').value)
+        self._configure_error = None
+        if self._autostart:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise self._configure_error or ValueError('configure failed')
+            self.trigger_activate()
 
     # ---------------------------------------------------------------- lifecycle
+    def _entities(self) -> dict:
+        return {'subscriptions': set(self.subscriptions), 'services': set(self.services),
+                'timers': set(self.timers), 'publishers': set(self.publishers)}
+
+    def on_configure(self, state):
+        from robot_training.deploy import DeployError
+
+        before = self._entities()
+        try:
+            self.configure()
+        except (DeployError, ValueError, OSError) as err:
+            self._configure_error = err
+            if not self._autostart:  # (autostart: the one line is the node's exit message)
+                self.get_logger().error(f'configure failed: {err}')
+            self._made = {k: v - before[k] for k, v in self._entities().items()}
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._made = {k: v - before[k] for k, v in self._entities().items()}
+        return super().on_configure(state)
+
+    def on_activate(self, state):
+        self.activate()
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state):
+        self._active = False
+        self.destroy_timer(self.timer)
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state):
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state):
+        self._active = False
+        self.close()
+        return super().on_shutdown(state)
+
+    def _release(self) -> None:
+        """Undo configure: the loader thread, then every entity it created."""
+        self.close()
+        made = self._made
+        for sub in made.get('subscriptions', ()):
+            self.destroy_subscription(sub)
+        for srv in made.get('services', ()):
+            self.destroy_service(srv)
+        for tmr in made.get('timers', ()):
+            self.destroy_timer(tmr)
+        for pub in made.get('publishers', ()):
+            if pub is getattr(self, 'action_pub', None):
+                self.destroy_lifecycle_publisher(pub)
+            else:
+                self.destroy_publisher(pub)
+        self._made, self.runner, self._loader = {}, None, None
+
     def configure(self) -> None:
         from robot_training.data.interface import load_interface
         from robot_training.deploy import ActorStats, ActTrigger, PolicyRunner
@@ -98,7 +168,7 @@ class PolicyServerNode(Node):
             self.get_logger().info(f'loaded {policy.describe()}')
         self.warn_period_s = float(p['warn_period_s'])
         self._action_cls = message_class(self.interface.action.msgtype)
-        self.action_pub = self.create_publisher(self._action_cls, self.interface.action.topic, 10)
+        self.action_pub = self.create_lifecycle_publisher(self._action_cls, self.interface.action.topic, 10)
         subscribe_observations(self, self.interface, self._on_observation)
         if self.interface.episodes.source == 'event':
             from robot_training_msgs.msg import EpisodeEvent
@@ -148,7 +218,7 @@ class PolicyServerNode(Node):
         start = time.perf_counter()
         now = self._now_ns()
         self.runner.on_message(topic, msg, now)
-        if self.trigger.on_message(topic, stamp_ns(msg)):
+        if self.trigger.on_message(topic, stamp_ns(msg)) and self._active:
             self._last_trigger_ns = now
             self._act(now, start)
 
@@ -252,12 +322,13 @@ class PolicyServerNode(Node):
 
     def close(self) -> None:
         """Stop the loader thread (a thread still inside torch when Python exits aborts it)."""
+        loader = getattr(self, '_loader', None)
+        if loader is None:
+            return
         with self._pending_cv:
             self._closing = True
             self._pending_cv.notify()
-        loader = getattr(self, '_loader', None)
-        if loader is not None:
-            loader.join(timeout=30)
+        loader.join(timeout=30)
 
 
 def main(args=None) -> None:
