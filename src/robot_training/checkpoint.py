@@ -64,8 +64,14 @@ def save_checkpoint(
     config: Optional[Dict[str, Any]] = None,
     interface_fingerprint: Optional[str] = None,
 ) -> Path:
-    """Write ``payload`` plus metadata to ``path`` atomically (temp file, fsync, rename)."""
+    """Write ``payload`` plus metadata to ``path`` atomically (temp file, fsync, rename).
+
+    Under torchrun only rank 0 writes; the other ranks return the path rank 0 writes."""
+    from robot_training.utils.distributed import is_main
+
     path = Path(path)
+    if not is_main():
+        return path
     data = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

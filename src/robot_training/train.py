@@ -19,6 +19,13 @@ trainer saves a checkpoint there (``policy_<algo>_step<N>.pt``, ``world_model_<N
 ``dreamer_<N>.pt``, ``bc_epoch<N>.pt``; ``--resume`` continues from it), and the command
 prints one line naming what it saved and exits 0. Further signals within :data:`REPEAT_SIGNAL_S` (``ros2 launch`` and a terminal both forward Ctrl-C) are
 ignored; a later Ctrl-C interrupts at once.
+
+Under ``torchrun`` (:data:`DISTRIBUTED_MODES`) every process trains its share of each global
+batch with DistributedDataParallel (:mod:`robot_training.utils.distributed`); rank 0 alone
+writes checkpoints, TensorBoard, progress and the summary table, and a stop is agreed by all
+ranks at the same update::
+
+    torchrun --standalone --nproc-per-node 2 -m robot_training.train --mode world_model --data bags/
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional
 
+from robot_training.utils import distributed
 from robot_training.utils.stopping import TrainingStopped, save_on_stop  # noqa: F401 - re-exported
 
 EXIT_USAGE = 2
@@ -55,10 +63,18 @@ def stop_between_updates(stop: threading.Event):
 
     thread = threading.current_thread()
     raised = []
+    agreed_at = []
 
-    def listener(tag: str, _value: float, _step: int) -> None:
-        if (stop.is_set() and not raised and threading.current_thread() is thread
-                and not tag.startswith(_MID_ROLLOUT_TAGS)):
+    def listener(tag: str, _value: float, step: int) -> None:
+        if raised or threading.current_thread() is not thread or tag.startswith(_MID_ROLLOUT_TAGS):
+            return
+        stopping = stop.is_set()
+        if distributed.active():  # every rank logs the same scalars: agree once per logged step
+            if agreed_at == [step]:
+                return
+            agreed_at[:] = [step]
+            stopping = distributed.any_rank(stopping)
+        if stopping:
             raised.append(tag)
             raise TrainingStopped()
 
@@ -192,7 +208,7 @@ def load_data(path: str, interface: Optional[str] = None, strict: bool = False):
     if is_bag_path(p):
         skipped = []
         trajectories = list(load_bag_dataset(p, interface, strict=strict, skipped=skipped))
-        for _bag, reason in skipped:
+        for _bag, reason in skipped if distributed.is_main() else ():
             print(f"train: skipped {reason}", file=sys.stderr)
         return trajectories
     if p.is_dir():
@@ -418,6 +434,23 @@ def run_all(cfg, args) -> List[Row]:
     return rows
 
 
+#: modes that train data-parallel under torchrun (dreamer: offline, with --data)
+DISTRIBUTED_MODES = ("supervised", "world_model", "dreamer")
+
+
+def start_distributed(cfg, args):
+    """Under torchrun: check the mode, join the process group; ``cfg`` with this rank's device."""
+    if args.mode not in DISTRIBUTED_MODES or (args.mode == "dreamer" and not args.data):
+        online = " without --data" if args.mode == "dreamer" else ""
+        raise UsageError(f"--mode {args.mode}{online} does not run under torchrun "
+                         "(distributed: --mode supervised, world_model, or dreamer with --data)")
+    from robot_training.config import resolve_device
+
+    device = distributed.init(resolve_device(cfg.training.device))
+    args.device = device  # the learners apply --device over the config
+    return cfg.replace(training={"device": device})
+
+
 #: mode → function (an explicit registry)
 MODES: Dict[str, Callable] = {
     "all": run_all,
@@ -452,7 +485,7 @@ def _user_errors():
     from robot_training.envs.make import EnvError
 
     return (UsageError, ConfigError, CheckpointError, TrajectoryError, BagError, InterfaceError, EnvError,
-            gymnasium.error.Error)
+            distributed.DistributedError, gymnasium.error.Error)
 
 
 @contextlib.contextmanager
@@ -466,7 +499,8 @@ def _signals_stop(stop: threading.Event):
         if not first:
             first.append(time.monotonic())
             stop.set()
-            print("train: stopping at the next update, then saving a checkpoint", file=sys.stderr, flush=True)
+            if distributed.is_main():
+                print("train: stopping at the next update, then saving a checkpoint", file=sys.stderr, flush=True)
         elif signum == signal.SIGINT and time.monotonic() - first[0] > REPEAT_SIGNAL_S:
             raise KeyboardInterrupt
 
@@ -495,7 +529,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             torch.set_num_threads(cfg.training.torch_threads)
         if args.resume and args.mode == "all":
             raise UsageError("--resume works with a single --mode (policy or supervised)")
-        check_output_folders(cfg)
+        if distributed.launched():
+            cfg = start_distributed(cfg, args)
+        if distributed.is_main():
+            check_output_folders(cfg)
         if args.mode == "online":  # the loop stops itself on signals
             rows = MODES[args.mode](cfg, args)
         else:
@@ -503,21 +540,30 @@ def main(argv: Optional[List[str]] = None) -> int:
             with _signals_stop(stop), stop_between_updates(stop):
                 rows = MODES[args.mode](cfg, args)
     except TrainingStopped as stopped:
-        print(f"train: {describe_stop(stopped, cfg.training.checkpoint_dir, started)}", file=sys.stderr, flush=True)
+        if distributed.is_main():
+            print(f"train: {describe_stop(stopped, cfg.training.checkpoint_dir, started)}", file=sys.stderr, flush=True)
         return 0
     except errors as exc:
-        print(f"train: error: {exc}", file=sys.stderr)
+        print(f"train: error: {_rank_tag()}{exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a disk that fills or a folder that goes away during the run
         where = exc.filename or (f"writing under {cfg.training.checkpoint_dir}" if "cfg" in locals() else "train")
-        print(f"train: error: {where}: {exc.strerror or exc} (checkpoints written before it are kept)",
+        print(f"train: error: {_rank_tag()}{where}: {exc.strerror or exc} (checkpoints written before it are kept)",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("train: interrupted", file=sys.stderr)
         return 130
-    print_table(rows)
+    finally:
+        distributed.cleanup()
+    if distributed.is_main():
+        print_table(rows)
     return 0
+
+
+def _rank_tag() -> str:
+    """``rank N: `` on torchrun's ranks other than 0 (each rank reports its own error)."""
+    return "" if distributed.is_main() else f"rank {distributed.rank()}: "
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from torch import nn
 
 from robot_training.config import Config
 from robot_training.networks.heads import GaussianActor, TwoHotHead, action_entropy, action_log_prob
+from robot_training.utils import distributed
 from robot_training.world_models.rssm import RSSM, State
 from robot_training.world_models.world_model import WorldModel
 
@@ -77,7 +78,7 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def _return_scale(self, returns: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         low, high = self.cfg.return_norm_percentiles
-        flat = returns.detach().float().flatten()
+        flat = distributed.gather(returns.detach().float().flatten())  # the global batch's returns
         if flat.numel() > 16_000_000:  # torch.quantile's limit
             flat = flat[torch.randperm(flat.numel(), device=flat.device)[:1_000_000]]
         current = torch.quantile(flat, torch.tensor([low / 100, high / 100], device=flat.device))
@@ -104,10 +105,10 @@ class ActorCritic(nn.Module):
         for _ in range(horizon):
             policy = self.actor.distribution(rssm.feature(state).detach())
             if through_dynamics:
-                action = policy.rsample().clamp(-1, 1)
+                action = _sample(policy, grad=True).clamp(-1, 1)
                 state = rssm.imagine_step(state, action)
             else:
-                action = policy.sample().clamp(-1, 1)
+                action = _sample(policy, grad=False).clamp(-1, 1)
                 with torch.no_grad():
                     state = rssm.imagine_step(state, action)
             entropies.append(action_entropy(policy))
@@ -127,8 +128,10 @@ class ActorCritic(nn.Module):
         start = {k: v.detach().flatten(0, 1) for k, v in posterior.items()}
         is_terminal = is_terminal.flatten()
         starts = next(iter(start.values())).shape[0]
-        if d.imagine_starts and d.imagine_starts < starts:  # a random subset: cheaper updates on CPUs
-            pick = torch.randperm(starts, device=is_terminal.device)[: d.imagine_starts]
+        # under torchrun each rank picks its share of imagine_starts among its own states
+        subset = d.imagine_starts and -(-d.imagine_starts // distributed.world_size())
+        if subset and subset < starts:  # a random subset: cheaper updates on CPUs
+            pick = torch.randperm(starts, device=is_terminal.device)[:subset]
             start = {k: v[pick] for k, v in start.items()}
             is_terminal = is_terminal[pick]
         # without the dynamics gradient the world model runs without a graph anyway; leaving
@@ -166,3 +169,13 @@ class ActorCritic(nn.Module):
                    "value": value.mean().detach(), "return_scale": scale, "actor_entropy": entropy.mean().detach(),
                    "imagined_action_abs": actions.abs().mean().detach()}
         return {"actor": actor_loss, "critic": critic_loss}, metrics
+
+
+def _sample(policy: torch.distributions.Normal, grad: bool) -> torch.Tensor:
+    """``rsample()`` (``grad``) or ``sample()``; under torchrun the noise of the global batch,
+    cut to this rank's rows (the same numbers: ``loc + N(0, 1) · scale``)."""
+    if not distributed.active():
+        return policy.rsample() if grad else policy.sample()
+    noise = distributed.batch_noise(torch.randn, policy.loc.shape, dtype=policy.loc.dtype, device=policy.loc.device)
+    with contextlib.nullcontext() if grad else torch.no_grad():
+        return policy.loc + noise * policy.scale

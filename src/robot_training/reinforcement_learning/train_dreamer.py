@@ -35,6 +35,7 @@ from robot_training.data.trajectory import Trajectory, common_interface_fingerpr
 from robot_training.networks.encoders import ObservationShape
 from robot_training.reinforcement_learning.dreamer import CHECKPOINT_KIND, DreamerAgent
 from robot_training.envs.factories import EnvFactory, action_limits, make_env_factory
+from robot_training.utils import distributed
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.seeding import set_seed
 from robot_training.utils.stopping import save_on_stop
@@ -67,6 +68,7 @@ class DreamerTrainer:
         self.update_seconds = 0.0
         self.last_eval_return: Optional[float] = None
         self._update_budget = 0.0
+        self._losses = None  # world_model.loss and behavior.loss, through DDP under torchrun
         self._update_fn = self._update
         if self.config.dreamer.compile:
             self._update_fn = torch.compile(self._update, dynamic=False)
@@ -76,15 +78,16 @@ class DreamerTrainer:
         agent = self.agent
         wm, behavior = agent.world_model, agent.behavior
         precision = self.config.world_model.precision
+        wm_loss, behavior_loss = self._losses
         with autocast(self.device, precision):
-            wm_total, wm_losses, posterior, wm_metrics = wm.loss(batch)
+            wm_total, wm_losses, posterior, wm_metrics = wm_loss(batch)
         self.world_model_optimizer.zero_grad(set_to_none=True)
         wm_total.backward()
         wm_grad = torch.nn.utils.clip_grad_norm_(wm.parameters(), self.config.world_model.grad_clip)
         self.world_model_optimizer.step()
 
         with autocast(self.device, precision):
-            losses, metrics = behavior.loss(wm, posterior, batch["is_terminal"])
+            losses, metrics = behavior_loss(wm, posterior, batch["is_terminal"])
         self.actor_optimizer.zero_grad(set_to_none=True)
         self.critic_optimizer.zero_grad(set_to_none=True)
         (losses["actor"] + losses["critic"]).backward()  # disjoint parameters and graphs
@@ -102,20 +105,28 @@ class DreamerTrainer:
         return out
 
     def update(self, batch: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
-        """One world-model + actor + critic update on ``batch`` (sampled from the replay if None)."""
+        """One world-model + actor + critic update on ``batch`` (sampled from the replay if None;
+        under torchrun a given batch is this rank's rows of the global one)."""
+        if self._losses is None:
+            if distributed.active():
+                distributed.local_batch_size(self.config.world_model.batch_size, "world_model.batch_size")
+            self._losses = (distributed.parallel(self.agent.world_model, "loss"),
+                            distributed.parallel(self.agent.behavior, "loss"))
         if batch is None:
-            batch = self.sample()
+            batch = self.sample(distributed.batch_rows(self.config.world_model.batch_size))
         start = time.perf_counter()
-        metrics = self._update_fn(to_torch(batch, self.device))
+        with distributed.batch_shard():
+            metrics = self._update_fn(to_torch(batch, self.device))
         self.updates += 1
         if self.updates % self.config.dreamer.slow_critic_update == 0:
             self.agent.behavior.update_slow_critic()
         self.update_seconds += time.perf_counter() - start
         return metrics
 
-    def sample(self) -> Dict[str, Any]:
+    def sample(self, rows: Optional[slice] = None) -> Dict[str, Any]:
+        """A global batch (``rows``: the rows of it this rank trains on)."""
         wm = self.config.world_model
-        return self.replay.sample(wm.batch_size, min(wm.sequence_length, len(self.replay)), self.rng)
+        return self.replay.sample(wm.batch_size, min(wm.sequence_length, len(self.replay)), self.rng, rows)
 
     # ------------------------------------------------------------------ data
     def add_trajectories(self, trajectories: Sequence[Trajectory], capacity: Optional[int] = None) -> None:
@@ -335,7 +346,7 @@ def run_cli(cfg: Config, args, trajectories: Optional[Sequence[Trajectory]] = No
     offline = trajectories is not None or bool(getattr(args, "data", None))
     env = getattr(args, "env", None) or cfg.training.env
     directory = checkpoint_directory(cfg.training.checkpoint_dir, "dreamer", ALGORITHM)
-    resume = resolve_resume(getattr(args, "resume", None), directory, "dreamer")
+    resume = distributed.from_main(resolve_resume(getattr(args, "resume", None), directory, "dreamer"))
     log_dir = Path(cfg.training.log_dir) / run_name(env, ALGORITHM, cfg.training.seed)
     steps = getattr(args, "total_timesteps", None) or cfg.training.total_timesteps
     with RunLogger(log_dir, enabled=cfg.training.tensorboard) as logger:

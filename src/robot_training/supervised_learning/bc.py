@@ -28,6 +28,7 @@ from robot_training.data.trajectory import Trajectory, common_interface_fingerpr
 from robot_training.networks.distributions import gaussian_log_prob
 from robot_training.networks.mlp import mlp
 from robot_training.policies.common import as_batch
+from robot_training.utils import distributed
 from robot_training.utils.logging import RunLogger, progress
 
 LOSSES = ("mse", "gaussian")
@@ -150,13 +151,26 @@ class BehavioralCloning:
         a = (torch.as_tensor(np.stack(windows_a), device=self.device) - m.act_mean) / m.act_std
         return Batch(o, a, torch.as_tensor(np.stack(masks), device=self.device))
 
-    def _loss(self, b: Batch) -> torch.Tensor:
-        mean, log_std, _ = self.model(b.observations)
+    def _loss(self, b: Batch, forward=None, count: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mean loss over the real steps of ``b``; with ``count`` (a rank's share of a global
+        batch) the sum over its steps divided by ``count``, the global batch's steps / world size,
+        so that DDP's mean of the ranks' gradients is the gradient of the global batch's mean."""
+        mean, log_std, _ = (forward or self.model)(b.observations)
         if log_std is None:
             per_step = (mean - b.actions).pow(2).mean(-1)
         else:
             per_step = -gaussian_log_prob(b.actions, mean, log_std) / b.actions.shape[-1]
+        if count is not None:
+            return (per_step * b.mask).sum() / count
         return (per_step * b.mask).sum() / b.mask.sum().clamp(min=1.0)
+
+    def _shard(self, data: Batch, idx: torch.Tensor) -> Tuple[Batch, torch.Tensor]:
+        """Under torchrun: this rank's rows of the global batch ``idx`` (padding of weight 0)
+        and the ``count`` :meth:`_loss` divides by."""
+        mine, weight = distributed.shard(idx)
+        b = Batch(*(x[mine] for x in data))
+        b = b._replace(mask=b.mask * weight.view(-1, *[1] * (b.mask.dim() - 1)))
+        return b, data.mask[idx].sum().clamp(min=1.0) / distributed.world_size()
 
     # ------------------------------------------------------------------ training
     def learn(self, demonstrations: Sequence[Trajectory], num_epochs: Optional[int] = None,
@@ -187,6 +201,11 @@ class BehavioralCloning:
         val_b = self._tensors(val) if val else None
         n = train_b.observations.shape[0]
         bs = self.cfg.batch_size if not self.cfg.use_sequences else max(1, self.cfg.batch_size // self.cfg.sequence_length)
+        sharded = distributed.active()
+        if sharded:  # each rank takes bs / world size rows of every global batch
+            distributed.local_batch_size(bs, "bc.batch_size" if not self.cfg.use_sequences else
+                                         f"bc.batch_size / bc.sequence_length ({bs} windows)")
+        forward = distributed.parallel(self.model)
         best_state = None
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
         bar = progress(total, "bc", enabled=progress_bar, unit="epoch")
@@ -199,14 +218,18 @@ class BehavioralCloning:
                 batches = 0
                 for s in range(0, n, bs):
                     idx = perm[s:s + bs]
-                    loss = self._loss(Batch(*(x[idx] for x in train_b)))
+                    if sharded:
+                        part, count = self._shard(train_b, idx)
+                        loss = self._loss(part, forward, count)
+                    else:
+                        loss = self._loss(Batch(*(x[idx] for x in train_b)))
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
                     sum_loss += loss.detach()
                     batches += 1
                 self.epoch += 1
-                train_loss = float(sum_loss) / max(batches, 1)
+                train_loss = (distributed.mean(float(sum_loss)) if sharded else float(sum_loss)) / max(batches, 1)
                 self.history["train_loss"].append(train_loss)
                 val_loss = self.evaluate_loss(val_b) if val_b is not None else float("nan")
                 self.history["val_loss"].append(val_loss)

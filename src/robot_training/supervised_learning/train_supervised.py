@@ -25,6 +25,7 @@ from robot_training.config import Config, resolve_device
 from robot_training.data.trajectory import Trajectory, load_trajectories
 from robot_training.policies.common import latest_checkpoint
 from robot_training.supervised_learning.bc import BehavioralCloning
+from robot_training.utils import distributed
 from robot_training.utils.logging import RunLogger, run_name
 from robot_training.utils.seeding import set_seed
 from robot_training.utils.stopping import save_on_stop
@@ -71,7 +72,8 @@ def train_behavioral_cloning(
     if num_epochs is None:  # the budget is this run's, also when a checkpoint (with its own config) is resumed
         num_epochs = config.bc.num_epochs
     if resume:
-        path = latest_checkpoint(directory, "bc") if resume is True else Path(resume)
+        # every rank resumes from the file rank 0 chose
+        path = distributed.from_main(latest_checkpoint(directory, "bc") if resume is True else Path(resume))
         if path is None:
             raise CheckpointError(f"{directory}: no checkpoint to resume from")
         trainer.load(path)

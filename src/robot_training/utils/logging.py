@@ -25,6 +25,7 @@ class RunLogger:
 
     Listeners added with :meth:`add_listener` see every scalar of every logger in the process
     as ``fn(tag, value, step)`` (the trainer node follows a run's steps and metrics with one).
+    Under torchrun only rank 0 writes TensorBoard files (the others keep scalars in memory).
     """
 
     _listeners: list = []
@@ -33,7 +34,9 @@ class RunLogger:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.latest: dict[str, float] = {}
         self._writer = None
-        if enabled and self.log_dir is not None:
+        from robot_training.utils.distributed import is_main
+
+        if enabled and self.log_dir is not None and is_main():
             from torch.utils.tensorboard import SummaryWriter
 
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -90,8 +93,10 @@ class RunLogger:
 
 
 def progress(total: Optional[int], desc: str, enabled: bool = True, unit: str = "step"):
-    """A tqdm progress bar (a silent stand-in when disabled)."""
+    """A tqdm progress bar (a silent stand-in when disabled, and on ranks other than 0)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True,
+    from robot_training.utils.distributed import is_main
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not (enabled and is_main()), dynamic_ncols=True,
                 smoothing=0.05)

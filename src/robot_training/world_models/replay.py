@@ -79,12 +79,17 @@ class SequenceReplay:
                        steps["is_terminal"])
 
     # ------------------------------------------------------------------ reading
-    def sample(self, batch_size: int, length: int, rng: np.random.Generator) -> Dict[str, object]:
-        """``batch_size`` chunks of ``length`` consecutive steps as NumPy arrays ``(B, T, ...)``."""
+    def sample(self, batch_size: int, length: int, rng: np.random.Generator,
+               rows: Optional[slice] = None) -> Dict[str, object]:
+        """``batch_size`` chunks of ``length`` consecutive steps as NumPy arrays ``(B, T, ...)``;
+        ``rows`` keeps those rows of the batch drawn (one rank's share: the generator advances as
+        for the whole batch)."""
         if self.size < length:
             raise ValueError(f"replay holds {self.size} steps, fewer than one sequence of {length}")
         oldest = (self._next - self.size) % self.capacity
         starts = rng.integers(0, self.size - length + 1, size=batch_size)
+        if rows is not None:
+            starts = starts[rows]
         index = (oldest + starts[:, None] + np.arange(length)[None]) % self.capacity
         batch = {k: v[index] for k, v in self._arrays.items()}
         batch["is_first"][:, 0] = True  # every chunk starts from a fresh state

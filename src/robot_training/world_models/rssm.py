@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from robot_training.utils.distributed import batch_noise
+
 State = Dict[str, torch.Tensor]
 
 
@@ -102,12 +104,13 @@ class RSSM(nn.Module):
             if deterministic:
                 index = logits.argmax(-1)
             else:  # inverse CDF: one uniform number per latent variable
-                uniform = torch.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
+                uniform = batch_noise(torch.rand, probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
                 index = (probs.cumsum(-1) < uniform).sum(-1).clamp(max=self.num_classes - 1)
             one_hot = F.one_hot(index, self.num_classes).to(probs.dtype)
             return (one_hot + probs - probs.detach()).flatten(-2)  # straight-through
         mean, std = stats.chunk(2, -1)
-        return mean if deterministic else mean + std * torch.randn_like(std)
+        return mean if deterministic else mean + std * batch_noise(torch.randn, std.shape, device=std.device,
+                                                                   dtype=std.dtype)
 
     # ------------------------------------------------------------------ steps
     def imagine_step(self, state: State, action: torch.Tensor, deterministic: bool = False) -> State:

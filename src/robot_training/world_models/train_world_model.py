@@ -30,6 +30,7 @@ from robot_training.checkpoint import (CheckpointError, checkpoint_directory, lo
 from robot_training.config import Config, config_from_dict, resolve_device
 from robot_training.data.trajectory import Trajectory, common_interface_fingerprint
 from robot_training.networks.encoders import ObservationShape, ObservationShapeError, split_observation_shape
+from robot_training.utils import distributed
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.precision import autocast as _autocast
 from robot_training.utils.seeding import set_seed
@@ -94,17 +95,23 @@ class WorldModelTrainer:
         self.train_replay: Optional[SequenceReplay] = None
         self.validation_replay: Optional[SequenceReplay] = None
         self.rng = np.random.default_rng(self.config.training.seed)
+        self._loss = None  # model.loss, through DDP under torchrun (made at the first update)
 
     # ------------------------------------------------------------------ training
     def autocast(self):
         return autocast(self.device, self.config.world_model.precision)
 
     def train_step(self, batch: Dict[str, Any]) -> Dict[str, float]:
-        """One gradient update on a NumPy or tensor batch; returns scalar metrics."""
+        """One gradient update on a NumPy or tensor batch (under torchrun: this rank's rows of the
+        global batch, see :meth:`sample`); returns scalar metrics."""
         batch = to_torch(batch, self.device)
         self.model.train()
-        with self.autocast():
-            total, losses, _, metrics = self.model.loss(batch)
+        if self._loss is None:
+            if distributed.active():
+                distributed.local_batch_size(self.config.world_model.batch_size, "world_model.batch_size")
+            self._loss = distributed.parallel(self.model, "loss")
+        with self.autocast(), distributed.batch_shard():
+            total, losses, _, metrics = self._loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.world_model.grad_clip)
@@ -140,8 +147,10 @@ class WorldModelTrainer:
     def sequence_length(self, replay: SequenceReplay) -> int:
         return min(self.config.world_model.sequence_length, len(replay))
 
-    def sample(self, replay: SequenceReplay, rng: Optional[np.random.Generator] = None) -> Dict[str, Any]:
-        return replay.sample(self.config.world_model.batch_size, self.sequence_length(replay), rng or self.rng)
+    def sample(self, replay: SequenceReplay, rng: Optional[np.random.Generator] = None,
+               rows: Optional[slice] = None) -> Dict[str, Any]:
+        """A global batch (``rows``: the rows of it this rank trains on)."""
+        return replay.sample(self.config.world_model.batch_size, self.sequence_length(replay), rng or self.rng, rows)
 
     def updates_per_epoch(self) -> int:
         wm = self.config.world_model
@@ -175,7 +184,8 @@ class WorldModelTrainer:
         try:
             with save_on_stop(lambda: self._save_at_stop(checkpoint_dir)):
                 for _ in range(num_updates):
-                    metrics = self.train_step(self.sample(self.train_replay))
+                    rows = distributed.batch_rows(self.config.world_model.batch_size)
+                    metrics = self.train_step(self.sample(self.train_replay, rows=rows))
                     bar.update(1)
                     if logger is not None and self.updates % log_every == 0:
                         logger.scalars(metrics, self.updates)
@@ -346,7 +356,7 @@ def run_cli(cfg: Config, args, trajectories: Optional[Sequence[Trajectory]] = No
     set_seed(cfg.training.seed, cfg.training.torch_threads)
     trajectories = cli_trajectories(cfg, args, trajectories, default_steps=10_000)
     directory = checkpoint_directory(cfg.training.checkpoint_dir, "world_model", ALGORITHM)
-    resume = resolve_resume(getattr(args, "resume", None), directory, "world_model")
+    resume = distributed.from_main(resolve_resume(getattr(args, "resume", None), directory, "world_model"))
     name = run_name(getattr(args, "env", None) or cfg.training.env, "world_model", cfg.training.seed)
     log_dir = Path(cfg.training.log_dir) / name
     shape = trajectories[0].observation_shape
