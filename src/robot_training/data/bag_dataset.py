@@ -6,13 +6,18 @@
 
 ``path`` is one bag (a rosbag2 folder with ``metadata.yaml``, or a single ``.mcap`` /
 ``.db3`` file) or a folder holding bags at any depth (e.g. the recorder's
-``episode_NNNNNN/`` folders). Both storages are read with ``rosbags``, so bags written by
-``ros2 bag record``, by the project's recorder or by other rosbags tools all work. Only the
-topics the description names are deserialized.
+``episode_NNNNNN/`` folders). The storage files are read as they are
+(:mod:`robot_training.data.bag_reader`: bags of ``ros2 bag record`` from Foxy to Kilted, split,
+compressed or without ``metadata.yaml``, of the project's recorder or of other tools), and
+each topic is decoded with the definition the bag carries where it carries one
+(:mod:`robot_training.recording.typestore`). Only the topics the description names are
+decoded. A topic whose count differs from ``metadata.yaml``'s is reported as a
+:class:`BagWarning`.
 
 Time
     Each message is placed at its ``header.stamp`` when it has a non-zero one, else at the
-    time the bag recorded it (receive time). Mixing the two clocks inside one description
+    time the bag recorded it (receive time), in int64 nanoseconds throughout (the
+    trajectories' ``timestamps_ns``; ``timestamps`` are the same in float seconds). Mixing the two clocks inside one description
     (e.g. simulated header stamps and wall-clock receive times) is the user's to avoid.
 
 Alignment (the control grid)
@@ -25,6 +30,12 @@ Alignment (the control grid)
     of step ``k`` is the sum (``mode: sum``) or last value (``mode: latest``) of reward
     messages stamped in ``(t_k, t_{k+1}]``, or a registered reward function of
     ``(o_k, a_k, o_{k+1})``.
+
+Poses from /tf
+    A pose stream of ``tf2_msgs/msg/TFMessage`` (placed at the newest stamp of its
+    transforms) has one row per ``/tf`` message once its chain is complete: the transforms of
+    every ``/tf`` message at or before it, and every ``/tf_static`` message of the bag
+    (timeless). A bag without ``/tf_static`` is read when the chain needs no static edge.
 
 Staleness
     A tick is stale when some stream's latest message is older than ``max_staleness_s``
@@ -63,6 +74,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -70,7 +82,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import yaml
 
-from robot_training.data.converters import ConversionError, stamp_ns
+from robot_training.data.bag_reader import (  # noqa: F401 - BagError and open_reader are this module's API too
+    STORAGE_SUFFIXES,
+    BagError,
+    BagWarning,
+    open_reader,
+    storage_problem,
+)
+from robot_training.data.converters import ConversionError, NotReady, stamp_ns
 from robot_training.data.interface import (
     EPISODE_EVENT_TYPE,
     InterfaceDescription,
@@ -79,20 +98,14 @@ from robot_training.data.interface import (
     load_interface,
 )
 from robot_training.data.trajectory import Trajectory
-from robot_training.utils.files import ament_prefixes
 
 PathLike = Union[str, os.PathLike]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: timestamps stored as int64 ns
 SIDECAR = "episode.yaml"
 INTERFACE_FILE = "interface.yaml"
 INTERFACE_CUSTOM_KEY = "robot_training.interface"
 EVENT_START, EVENT_END, EVENT_RESET = 0, 1, 2
-_OWN_MSG_DIR = Path(__file__).resolve().parents[2] / "robot_training_msgs" / "msg"
-
-
-class BagError(ValueError):
-    """A bag that cannot be read, or that does not hold what the interface description needs."""
 
 
 # ----------------------------------------------------------------------------- finding bags
@@ -101,27 +114,30 @@ class BagError(ValueError):
 def find_bags(path: PathLike, unfinished: Optional[List[Path]] = None) -> List[Path]:
     """Every bag at ``path``: itself when it is a bag, else the bags below it (sorted).
 
-    A folder holding bags whose writer was killed (no ``metadata.yaml``) is refused, unless
+    A bag folder needs no ``metadata.yaml`` when its storage files (named after the folder)
+    are complete. A folder holding bags whose writer was killed (no ``metadata.yaml``, an
+    unfinished storage file or the recorder's ``status: recording``) is refused, unless
     ``unfinished`` is a list: those bags are then appended to it and the others returned."""
     p = Path(path)
     if not p.exists():
         raise BagError(f"{p}: no such file or directory")
     if p.is_file():
-        if p.suffix in (".mcap", ".db3"):
+        if p.suffix in STORAGE_SUFFIXES:
             return [p]
         raise BagError(f"{p}: not a rosbag2 bag (expected a bag folder, a .mcap or a .db3 file)")
-    if (p / "metadata.yaml").is_file():
+    if (p / "metadata.yaml").is_file() or _complete_bag_without_metadata(p):
         return [p]
     if _looks_like_unfinished_bag(p):
         raise BagError(
             f"{p}: bag has no metadata.yaml (its writer was probably killed); run `bags repair {p}` first"
         )
-    bags = sorted({m.parent for m in p.rglob("metadata.yaml")})
+    dirs = [d for d in p.rglob("*") if d.is_dir()]
+    bags = sorted({m.parent for m in p.rglob("metadata.yaml")} | {d for d in dirs if _complete_bag_without_metadata(d)})
     inside = set(bags)
     # standalone .mcap/.db3 files (other tools) that are not part of a rosbag2 folder
-    bags += sorted(f for f in p.rglob("*") if f.suffix in (".mcap", ".db3") and f.is_file()
+    bags += sorted(f for f in p.rglob("*") if f.suffix in STORAGE_SUFFIXES and f.is_file()
                    and f.parent not in inside and not _looks_like_unfinished_bag(f.parent))
-    left = sorted(d for d in p.rglob("*") if d.is_dir() and d not in bags and _looks_like_unfinished_bag(d))
+    left = sorted(d for d in dirs if d not in inside and _looks_like_unfinished_bag(d))
     if left and unfinished is None:
         raise BagError(
             f"{left[0]}: bag has no metadata.yaml (its writer was probably killed); "
@@ -135,13 +151,23 @@ def find_bags(path: PathLike, unfinished: Optional[List[Path]] = None) -> List[P
     return bags
 
 
+def _own_storage_files(d: Path) -> List[Path]:
+    return [x for x in d.iterdir() if x.suffix in STORAGE_SUFFIXES and x.stem.startswith(d.name) and x.is_file()]
+
+
 def _looks_like_unfinished_bag(d: Path) -> bool:
     """A rosbag2 folder without metadata: a sidecar, or a storage file named after the folder."""
     if (d / "metadata.yaml").exists():
         return False
-    if (d / SIDECAR).is_file():
-        return True
-    return any(x.suffix in (".mcap", ".db3") and x.stem.startswith(d.name) for x in d.iterdir() if x.is_file())
+    return (d / SIDECAR).is_file() or bool(_own_storage_files(d))
+
+
+def _complete_bag_without_metadata(d: Path) -> bool:
+    """A bag folder without ``metadata.yaml`` whose storage files are complete (read directly, no repair)."""
+    if (d / "metadata.yaml").exists() or _read_sidecar(d).get("status") == "recording":
+        return False
+    files = _own_storage_files(d)
+    return bool(files) and not any(storage_problem(f) for f in files)
 
 
 def _bag_files(bag: Path) -> List[Path]:
@@ -151,66 +177,6 @@ def _bag_files(bag: Path) -> List[Path]:
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-def make_typestore():
-    """rosbags' ROS 2 Kilted types plus ``robot_training_msgs`` from their ``.msg`` text."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: PLC0415
-
-    store = get_typestore(Stores.ROS2_KILTED)
-    msg_dir = _own_msg_dir()
-    if msg_dir is not None:
-        types = {}
-        for f in sorted(msg_dir.glob("*.msg")):
-            types.update(get_types_from_msg(f.read_text(), f"robot_training_msgs/msg/{f.stem}"))
-        store.register(types)
-    return store
-
-
-def _own_msg_dir() -> Optional[Path]:
-    if _OWN_MSG_DIR.is_dir():
-        return _OWN_MSG_DIR
-    for prefix in ament_prefixes():
-        d = prefix / "share" / "robot_training_msgs" / "msg"
-        if d.is_dir():
-            return d
-    return None
-
-
-def _register_from_bag(store, connections) -> None:
-    """Types a bag carries definitions of (e.g. written by ``ros2 bag record``) but the store lacks."""
-    from rosbags.interfaces import MessageDefinitionFormat  # noqa: PLC0415
-    from rosbags.typesys import get_types_from_idl, get_types_from_msg  # noqa: PLC0415
-
-    for conn in connections:
-        if conn.msgtype in store.fielddefs or conn.msgdef.format == MessageDefinitionFormat.NONE:
-            continue
-        try:
-            if conn.msgdef.format == MessageDefinitionFormat.MSG:
-                types = get_types_from_msg(conn.msgdef.data, conn.msgtype)
-            else:
-                types = get_types_from_idl(conn.msgdef.data)
-            store.register({k: v for k, v in types.items() if k not in store.fielddefs})
-        except Exception:  # noqa: BLE001 - an unparsable definition only matters if the topic is used
-            continue
-
-
-def open_reader(bag: Path):
-    """An open rosbags Reader; any failure becomes one clear :class:`BagError`."""
-    from rosbags.rosbag2 import Reader  # noqa: PLC0415
-
-    try:
-        reader = Reader(bag)
-        reader.open()
-        return reader
-    except FileNotFoundError as exc:
-        raise BagError(f"{bag}: not a readable rosbag2 bag ({exc})") from None
-    except Exception as exc:  # noqa: BLE001 - rosbags, mcap, sqlite3 and zstd raise many kinds
-        hint = ""
-        text = str(exc)
-        if "magic" in text.lower() or "truncat" in text.lower() or "database" in text.lower() or "summary" in text.lower():
-            hint = f"; if its writer was killed, try `bags repair {bag}`"
-        raise BagError(f"{bag}: not a readable rosbag2 bag ({type(exc).__name__}: {text}){hint}") from None
 
 
 @dataclass
@@ -235,6 +201,8 @@ def _check_topics(bag: Path, reader, interface: InterfaceDescription):
     needed = interface.streams()
     for topic, msgtype in needed:
         conns = by_topic.get(topic)
+        if not conns and topic in interface.optional_topics:
+            continue  # e.g. /tf_static: only a chain with a static edge needs it
         if not conns:
             available = ", ".join(f"{t} ({cs[0].msgtype})" for t, cs in sorted(by_topic.items())) or "none"
             raise BagError(f"{bag}: no topic {topic} in the bag, the interface ({interface.source}) "
@@ -243,18 +211,34 @@ def _check_topics(bag: Path, reader, interface: InterfaceDescription):
         if msgtype not in types:
             raise BagError(f"{bag}: topic {topic} is {', '.join(sorted(types))} in the bag, "
                            f"the interface ({interface.source}) says {msgtype}")
-    return {t: [c for c in by_topic[t] if c.msgtype == m] for t, m in needed}
+    return {t: [c for c in by_topic[t] if c.msgtype == m] for t, m in needed if t in by_topic}
 
 
-def _read_bag(bag: Path, interface: InterfaceDescription, store) -> Tuple[Dict[str, _TopicData], Optional[_Events], dict]:
-    reader = open_reader(bag)
+def decoder_for(bag: Path, reader, conn, sample: bytes):
+    """``reader.decoder`` with its failure as one :class:`BagError` line naming bag and topic."""
+    from robot_training.recording.typestore import DecodeError  # noqa: PLC0415
+
     try:
+        return reader.decoder(conn, sample)
+    except DecodeError as exc:
+        raise BagError(f"{bag}: topic {conn.topic}: {exc}") from None
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        warnings.warn(line, BagWarning, stacklevel=3)
+
+
+def make_typestore():
+    """rosbags' Kilted typestore plus ``robot_training_msgs`` (for writing bags; reading needs none)."""
+    from robot_training.recording.typestore import make_typestore as make  # noqa: PLC0415
+
+    return make()
+
+
+def _read_bag(bag: Path, interface: InterfaceDescription) -> Tuple[Dict[str, _TopicData], Optional[_Events], dict]:
+    with open_reader(bag) as reader:
         conns_by_topic = _check_topics(bag, reader, interface)
-        _register_from_bag(store, reader.connections)
-        for topic, conns in conns_by_topic.items():
-            if conns[0].msgtype not in store.fielddefs:
-                raise BagError(f"{bag}: topic {topic} has type {conns[0].msgtype}, which neither the "
-                               "Kilted typestore nor the bag's own message definitions describe")
         # converters per topic: observation streams, then the action, then the reward
         per_topic: Dict[str, List[Tuple[str, object]]] = {}
         for s in interface.observations:
@@ -263,47 +247,59 @@ def _read_bag(bag: Path, interface: InterfaceDescription, store) -> Tuple[Dict[s
         if interface.reward.source == "topic":
             per_topic.setdefault(interface.reward.topic, []).append(("reward", lambda m: float(m.data)))
         event_topic = interface.episodes.topic if interface.episodes.source == "event" else None
+        held = {t: [] for t in interface.observers if t in conns_by_topic}  # stateful streams' topics
 
         conn_list = [c for cs in conns_by_topic.values() for c in cs]
-        conn_info = {c.id: (c.topic, c.msgtype) for c in conn_list}
         times: Dict[str, List[int]] = {t: [] for t in conns_by_topic}
         values: Dict[str, Dict[str, list]] = {t: {n: [] for n, _ in per_topic.get(t, ())} for t in conns_by_topic}
         header_used = {t: False for t in conns_by_topic}
         ev_t, ev_k, ev_id, ev_reason = [], [], [], []
-        deserialize = store.deserialize_cdr
-        for conn, t_recv, raw in reader.messages(connections=conn_list):
-            topic, msgtype = conn_info[conn.id]
-            try:
-                msg = deserialize(raw, msgtype)
-            except Exception as exc:  # noqa: BLE001
-                raise BagError(f"{bag}: message on {topic} at {t_recv} ns does not deserialize as {msgtype} ({exc})") from None
-            t = stamp_ns(msg)
-            if t is None:
-                t = t_recv
-            else:
-                header_used[topic] = True
-            if topic == event_topic:
-                ev_t.append(t)
-                ev_k.append(int(msg.event))
-                ev_id.append(int(msg.episode_id))
-                ev_reason.append(str(msg.reason))
-                continue
-            times[topic].append(t)
-            for name, fn in per_topic[topic]:
+        # per connection: [decode, topic, msgtype, times, [(values list, converter, stream name)]]
+        slots = {c.id: [None, c.topic, c.msgtype, times[c.topic],
+                        [(values[c.topic][n], fn, n) for n, fn in per_topic.get(c.topic, ())]] for c in conn_list}
+        counts = dict.fromkeys(slots, 0)
+        conns = reader.connections
+        for batch in reader.batches(conn_list):
+            for cid, t_recv, raw in batch:
+                slot = slots[cid]
+                decode, topic = slot[0], slot[1]
+                if decode is None:
+                    decode = slot[0] = decoder_for(bag, reader, conns[cid], raw)
                 try:
-                    values[topic][name].append(fn(msg))
-                except ConversionError as exc:
-                    raise BagError(f"{bag}: {topic} (stream '{name}') at {t} ns: {exc}") from None
-        custom = dict(getattr(reader, "custom_data", None) or {})
-        meta = getattr(reader, "metadata", None)
-        if not custom and isinstance(meta, dict):
-            custom = dict(meta.get("custom_data") or {})
-    finally:
-        reader.close()
+                    msg = decode(raw)
+                except Exception as exc:  # noqa: BLE001 - struct.error, ValueError, ... from the decoder
+                    raise BagError(f"{bag}: message on {topic} at {t_recv} ns does not decode as {slot[2]} "
+                                   f"({type(exc).__name__}: {exc})") from None
+                counts[cid] += 1
+                t = stamp_ns(msg)
+                if t is None:
+                    t = t_recv
+                else:
+                    header_used[topic] = True
+                if topic == event_topic:
+                    ev_t.append(t)
+                    ev_k.append(int(msg.event))
+                    ev_id.append(int(msg.episode_id))
+                    ev_reason.append(str(msg.reason))
+                    continue
+                if topic in held:  # a pose from /tf: fed in time order by _replay_stateful
+                    held[topic].append((t, msg))
+                    continue
+                slot[3].append(t)
+                for out, fn, name in slot[4]:
+                    try:
+                        out.append(fn(msg))
+                    except ConversionError as exc:
+                        raise BagError(f"{bag}: {topic} (stream '{name}') at {t} ns: {exc}") from None
+        reader.check_counts(counts)
+        _warn(reader.warnings)
+        custom = dict(reader.custom_data)
+    if held:
+        _replay_stateful(bag, interface, held, per_topic, times, values)
 
     data: Dict[str, _TopicData] = {}
     for topic, ts in times.items():
-        if topic == event_topic:
+        if topic == event_topic or topic in interface.optional_topics:
             continue
         if not ts:
             raise BagError(f"{bag}: no messages on {topic}, which the interface ({interface.source}) needs")
@@ -321,6 +317,45 @@ def _read_bag(bag: Path, interface: InterfaceDescription, store) -> Tuple[Dict[s
         events = _Events(np.asarray(ev_t, dtype=np.int64)[o], np.asarray(ev_k, dtype=np.int64)[o],
                          [ev_id[i] for i in o], [ev_reason[i] for i in o])
     return data, events, custom
+
+
+def _replay_stateful(bag: Path, interface: InterfaceDescription, held: Dict[str, list],
+                     per_topic: Dict[str, list], times: Dict[str, List[int]], values: Dict[str, Dict[str, list]]) -> None:
+    """The rows of topics read by stateful streams (a pose chained from ``/tf``), from the
+    messages ``_read_bag`` held back, ``{topic: [(time, msg)]}``.
+
+    Each stateful stream gets a fresh converter (the interface's own keeps the policy server's
+    state). Its extra topics' messages (``/tf_static``) are fed first, as timeless; then the
+    topic's messages in time order: after each, one row, once every stream of the topic is
+    ready (the value at a tick uses only messages at or before it). A stream never ready is
+    an error naming what is missing."""
+    for topic in {s.topic for s in interface.observations if s.converter.stateful}:
+        fns, waiting = [], {}
+        for s in interface.observations:
+            if s.topic == topic and s.converter.stateful:
+                conv = s.converter.fresh()
+                for extra, _ in conv.extra_topics:
+                    for _, msg in held.get(extra, ()):
+                        conv.observe(msg)
+                fns.append((s.name, conv.to_array))
+        fns += [(n, fn) for n, fn in per_topic[topic] if n not in dict(fns)]
+        msgs = sorted(held.get(topic, ()), key=lambda m: m[0])
+        for t, msg in msgs:
+            row = []
+            for name, fn in fns:
+                try:
+                    row.append((name, fn(msg)))
+                except NotReady as exc:
+                    waiting[name] = exc
+                except ConversionError as exc:
+                    raise BagError(f"{bag}: {topic} (stream '{name}') at {t} ns: {exc}") from None
+            if len(row) == len(fns):
+                times[topic].append(t)
+                for name, arr in row:
+                    values[topic][name].append(arr)
+        if msgs and not times[topic]:
+            name, exc = next(iter(waiting.items()))
+            raise BagError(f"{bag}: stream '{name}' is never complete ({len(msgs)} messages on {topic}): {exc}")
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -370,9 +405,9 @@ def _runs(mask: np.ndarray) -> List[Tuple[int, int]]:
     return list(zip(d[::2].tolist(), d[1::2].tolist()))
 
 
-def _bag_trajectories(bag: Path, interface: InterfaceDescription, store, *, max_staleness_s: float,
+def _bag_trajectories(bag: Path, interface: InterfaceDescription, *, max_staleness_s: float,
                       stale: str, min_steps: int, sidecar: dict) -> List[Trajectory]:
-    data, events, _custom = _read_bag(bag, interface, store)
+    data, events, _custom = _read_bag(bag, interface)
     dt = int(round(1e9 / interface.control_rate_hz))
     obs_topics = [s.topic for s in interface.observations]
     act = data[interface.action.topic]
@@ -455,7 +490,7 @@ def _bag_trajectories(bag: Path, interface: InterfaceDescription, store, *, max_
                 terminals=terminals,
                 truncations=truncations,
                 final_observation=interface.assemble_observation({k: v[b - 1] for k, v in per_stream.items()}),
-                timestamps=ticks[a:b - 1] / 1e9,
+                timestamps_ns=ticks[a:b - 1],
                 episode_id=base_id if len(kept) == 1 else f"{base_id}#{j}",
                 info=info,
             ))
@@ -503,7 +538,7 @@ def _save_cache(entry: Path, trajs: List[Trajectory]) -> None:
         for i, tr in enumerate(trajs):
             arrays = {**_flatten("obs", tr.observations), **_flatten("final", tr.final_observation),
                       "actions": tr.actions, "rewards": tr.rewards, "terminals": tr.terminals,
-                      "truncations": tr.truncations, "timestamps": tr.timestamps,
+                      "truncations": tr.truncations, "timestamps_ns": tr.timestamps_ns,
                       **{f"info.{k}": v for k, v in tr.info.items()}}
             for name, arr in arrays.items():
                 np.save(tmp / f"{i}.{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
@@ -539,7 +574,7 @@ def _load_cache(entry: Path) -> Optional[List[Trajectory]]:
             out.append(Trajectory(
                 observations=obs("obs"), actions=arrs["actions"], rewards=arrs["rewards"],
                 terminals=arrs["terminals"], truncations=arrs["truncations"],
-                final_observation=obs("final"), timestamps=arrs["timestamps"],
+                final_observation=obs("final"), timestamps_ns=arrs["timestamps_ns"],
                 episode_id=item["episode_id"],
                 info={n[5:]: a for n, a in arrs.items() if n.startswith("info.")},
             ))
@@ -583,10 +618,13 @@ def find_interface(path: PathLike, bags: Sequence[Path]) -> InterfaceDescription
 
 
 def _read_sidecar(bag: Path) -> dict:
-    """The recorder's ``episode.yaml`` of a bag folder (or of the folder of a bag file)."""
-    from robot_training.recording.recorder import read_sidecar
-
-    return read_sidecar(bag if bag.is_dir() else bag.parent)
+    """The recorder's ``episode.yaml`` of a bag folder (or of the folder of a bag file); {} if none."""
+    path = (bag if bag.is_dir() else bag.parent) / SIDECAR
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -633,11 +671,10 @@ def load_bag_dataset(
     staleness = desc.max_staleness_s if max_staleness_s is None else float(max_staleness_s)
     options = {"max_staleness_s": staleness, "stale": stale, "min_steps": int(min_steps)}
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    store = None
     out: List[Trajectory] = []
     for bag in bags:
         try:
-            trajs, store = _load_one(bag, desc, store, cache_root if cache else None, options, check_fingerprint)
+            trajs = _load_one(bag, desc, cache_root if cache else None, options, check_fingerprint)
         except BagError as exc:
             if strict:
                 raise
@@ -651,7 +688,7 @@ def load_bag_dataset(
     return out
 
 
-def _load_one(bag: Path, desc: InterfaceDescription, store, cache_root: Optional[Path], options: dict,
+def _load_one(bag: Path, desc: InterfaceDescription, cache_root: Optional[Path], options: dict,
               check_fingerprint: bool):
     sidecar = _read_sidecar(bag)
     recorded = sidecar.get("interface_fingerprint")
@@ -663,16 +700,14 @@ def _load_one(bag: Path, desc: InterfaceDescription, store, cache_root: Optional
     entry = cache_root / _cache_key(bag, desc, options) if cache_root is not None else None
     trajs = _load_cache(entry) if entry is not None and entry.is_dir() else None
     if trajs is None:
-        if store is None:
-            store = make_typestore()
-        trajs = _bag_trajectories(bag, desc, store, max_staleness_s=options["max_staleness_s"],
+        trajs = _bag_trajectories(bag, desc, max_staleness_s=options["max_staleness_s"],
                                   stale=options["stale"], min_steps=options["min_steps"], sidecar=sidecar)
         if entry is not None:
             try:
                 _save_cache(entry, trajs)
             except OSError:
                 pass  # a read-only cache directory only costs speed
-    return trajs, store
+    return trajs
 
 
 def is_bag_path(path: PathLike) -> bool:

@@ -48,6 +48,16 @@ Conversions
 ``geometry_msgs/msg/Twist`` / ``TwistStamped``  ``fields`` ⊆ {linear.x … angular.z}
     (default all six).
 ``std_msgs/msg/Float64``, ``Float32``, ``Int32``, ``Bool`` …  ``fields`` default ``[data]``.
+``tf2_msgs/msg/TFMessage``  the pose of ``child_frame`` in ``parent_frame``, chained through
+    the transforms of ``topic`` (``/tf``) and ``static_topic`` (default ``/tf_static``, ``""``
+    for none); ``fields`` ⊆ {pose (7), position (3), orientation (4, x y z w), yaw (1)} (default
+    ``[position, orientation]``). The stream keeps a frame tree fed every message of both
+    topics (:class:`TFPoseConverter`); it is not ready until the chain is complete.
+
+Streams that keep state (``stateful``: the TFMessage pose) see every message of their topic
+and of their ``extra_topics`` through :meth:`Converter.observe`, in arrival order; their array
+is the value after the latest message, and :class:`NotReady` (a ``ConversionError``) says
+what is still missing.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from robot_training.config import ConfigError
+from robot_training.data.frames import FrameError, FrameTree, make_transform
 
 
 class InterfaceError(ConfigError):
@@ -67,6 +78,10 @@ class InterfaceError(ConfigError):
 
 class ConversionError(ValueError):
     """A message that cannot be turned into the array the interface describes."""
+
+
+class NotReady(ConversionError):
+    """A stateful stream that has not had what it needs yet (a transform chain not complete)."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -162,10 +177,14 @@ def _bytes_view(data) -> np.ndarray:
 
 
 def stamp_ns(msg) -> Optional[int]:
-    """``msg.header.stamp`` in nanoseconds, or None when the message has no (non-zero) header stamp."""
+    """``msg.header.stamp`` in nanoseconds, or None when the message has no (non-zero) header stamp.
+
+    A ``TFMessage`` (no header of its own) has the newest stamp of its transforms."""
     header = getattr(msg, "header", None)
     if header is None:
-        return None
+        stamps = [stamp_ns(t) for t in getattr(msg, "transforms", ())]
+        stamps = [s for s in stamps if s is not None]
+        return max(stamps) if stamps else None
     stamp = header.stamp
     ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
     return ns if ns > 0 else None
@@ -232,6 +251,10 @@ class Converter:
     msgtypes: Tuple[str, ...] = ()
     dtype = np.dtype(np.float32)
     can_write = False
+    stateful = False
+    """True: the array depends on earlier messages too; :meth:`observe` must see every message."""
+    extra_topics: Tuple[Tuple[str, str], ...] = ()
+    """``(topic, type)`` read besides the stream's own topic (fed to :meth:`observe`); a bag may lack them."""
 
     def __init__(self, msgtype: str, options: Dict[str, Any], shape: Tuple[int, ...]):
         self.msgtype = msgtype
@@ -255,6 +278,16 @@ class Converter:
 
     def to_message(self, values, message_factory: Callable[[], Any], stamp: Optional[int] = None):
         raise ConversionError(f"{self.msgtype}: building this message type from an array is not supported")
+
+    def observe(self, msg) -> None:
+        """A stateful stream takes in a message of its topic or of its extra topics (arrival order)."""
+
+    def reset(self) -> None:
+        """Forget the state of a stateful stream."""
+
+    def fresh(self) -> "Converter":
+        """A new converter of the same options, with empty state."""
+        return type(self)(self.msgtype, self.options, self.shape)
 
     def describe(self) -> List[str]:
         """Names of the vector's entries (for logs and dataset metadata)."""
@@ -808,10 +841,97 @@ class PointCloud2Converter(Converter):
         return out.reshape(self.shape)
 
 
+class TFPoseConverter(Converter):
+    """The pose of ``child_frame`` in ``parent_frame`` from ``tf2_msgs/TFMessage`` transforms.
+
+    A :class:`~robot_training.data.frames.FrameTree` inside the converter takes every transform
+    of every message of the stream's topic (``/tf``) and of ``static_topic`` (``/tf_static``;
+    ``""`` for none) through :meth:`observe`: per child frame the transform with the newest
+    stamp wins (a tie: the later message), whether static or not. The array is the chained
+    pose after the latest message: through intermediate frames, edges inverted where the chain
+    runs against them, the quaternion normalized after each composition (not sign-canonical:
+    ``q`` and ``-q`` are one rotation). Until the chain is complete :meth:`value` raises
+    :class:`NotReady` naming the frames on each side of the missing edge. Transforms with a zero
+    or non-finite quaternion or translation are skipped (as tf2 does) and named in that
+    message. Leading ``/`` of frame names are dropped (ROS 1 style ids).
+
+    ``fields``: ``pose`` (x y z qx qy qz qw), ``position`` (3), ``orientation`` (4, x y z w),
+    ``yaw`` (1: rotation about z, ``atan2(2(wz + xy), 1 - 2(y² + z²))``).
+    """
+
+    msgtypes = ("tf2_msgs/msg/TFMessage",)
+    stateful = True
+    GROUPS = {"pose": ("x", "y", "z", "qx", "qy", "qz", "qw"), "position": ("x", "y", "z"),
+              "orientation": ("qx", "qy", "qz", "qw"), "yaw": ("yaw",)}
+
+    def __init__(self, msgtype, options, shape):
+        super().__init__(msgtype, options, shape)
+        self.parent, self.child = options["parent_frame"], options["child_frame"]
+        self.extra_topics = ((options["static_topic"], msgtype),) if options["static_topic"] else ()
+        self.fields = tuple(options["fields"])
+        self.reset()
+
+    @classmethod
+    def parse(cls, msgtype, opts):
+        frames = [opts.get(k, str).lstrip("/") for k in ("parent_frame", "child_frame")]
+        for key, frame in zip(("parent_frame", "child_frame"), frames):
+            if not frame or " " in frame:
+                raise opts._fail(key, f"expected a frame name like 'base_link', got {opts.data[key]!r}")
+        if frames[0] == frames[1]:
+            raise opts._fail("child_frame", f"is the parent_frame '{frames[0]}' itself")
+        static = opts.get("static_topic", str, "/tf_static")
+        if static and (not static.startswith("/") or " " in static or static == opts.data.get("topic")):
+            raise opts._fail("static_topic", f"expected another absolute topic like '/tf_static' (or \"\" for none), "
+                                             f"got {static!r}")
+        fields = opts.str_list("fields", ["position", "orientation"], choices=list(cls.GROUPS))
+        options = {"parent_frame": frames[0], "child_frame": frames[1], "static_topic": static, "fields": fields}
+        return cls(msgtype, options, (sum(len(cls.GROUPS[f]) for f in fields),))
+
+    def reset(self):
+        self.frames = FrameTree()
+        self.skipped = ""
+
+    def observe(self, msg):
+        for tf in msg.transforms:
+            header = tf.header
+            child = str(tf.child_frame_id).lstrip("/")
+            t, r = tf.transform.translation, tf.transform.rotation
+            try:
+                pose = make_transform((t.x, t.y, t.z), (r.x, r.y, r.z, r.w), child)
+                stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+                self.frames.set(str(header.frame_id).lstrip("/"), child, stamp, pose)
+            except FrameError as exc:
+                self.skipped = str(exc)
+
+    def value(self) -> np.ndarray:
+        """The chained pose now, or :class:`NotReady`."""
+        try:
+            pose = self.frames.lookup(self.parent, self.child)
+        except FrameError as exc:
+            skipped = f" (skipped: {self.skipped})" if self.skipped else ""
+            raise NotReady(f"{self.msgtype}: {exc}{skipped}") from None
+        (qx, qy, qz, qw), out = pose.rotation, []
+        for f in self.fields:
+            if f in ("pose", "position"):
+                out.extend(pose.translation)
+            if f in ("pose", "orientation"):
+                out.extend(pose.rotation)
+            if f == "yaw":
+                out.append(np.arctan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz)))
+        return np.array(out, dtype=np.float32)
+
+    def to_array(self, msg):
+        self.observe(msg)
+        return self.value()
+
+    def describe(self):
+        return [f"{self.parent}->{self.child}.{n}" for f in self.fields for n in self.GROUPS[f]]
+
+
 CONVERTERS: Dict[str, type] = {}
 for _cls in (JointStateConverter, OdometryConverter, ImuConverter, TwistConverter,
              MultiArrayConverter, LaserScanConverter, ImageConverter, CompressedImageConverter,
-             PointCloud2Converter):
+             PointCloud2Converter, TFPoseConverter):
     for _t in _cls.msgtypes:
         CONVERTERS[_t] = _cls
 del _cls, _t

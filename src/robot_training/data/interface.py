@@ -30,6 +30,11 @@ Example (see ``config/interface_example.yaml`` for every stream kind)::
     episodes:                     # or {source: bag}: one episode per bag
       topic: /episode_event       # robot_training_msgs/msg/EpisodeEvent
 
+Stateful streams (a pose chained from ``/tf`` and ``/tf_static``, ``tf2_msgs/msg/TFMessage``)
+read extra topics besides their own: :meth:`InterfaceDescription.streams` lists them (the
+recorder records them), :meth:`InterfaceDescription.observe` feeds a stream every message of
+its topics, and :attr:`InterfaceDescription.optional_topics` are those a bag may lack.
+
 Observation layout: when every stream is a vector, an observation is one float32 vector,
 the streams concatenated in the order listed (:attr:`InterfaceDescription.observation_slices`
 says which part is which). When any stream is an image, it is a dict ``{stream name: array}``.
@@ -60,6 +65,7 @@ from robot_training.data.converters import (
     ConversionError,
     Converter,
     InterfaceError,
+    NotReady,
     Options,
     clip_action,
     make_converter,
@@ -182,6 +188,15 @@ class InterfaceDescription:
         self.description = description
         self.source = source
         self.fingerprint = hashlib.sha256(self.canonical_json().encode()).hexdigest()
+        self.observers: Dict[str, List[Converter]] = {}
+        """topic → the stateful converters that must :meth:`observe` each of its messages."""
+        for s in self.observations:
+            if s.converter.stateful:
+                for topic in [s.topic] + [t for t, _ in s.converter.extra_topics]:
+                    self.observers.setdefault(topic, []).append(s.converter)
+        main = {s.topic for s in self.observations} | {self.action.topic, self.reward.topic, self.episodes.topic}
+        self.optional_topics = {t for s in self.observations for t, _ in s.converter.extra_topics} - main
+        """Extra topics of stateful streams (``/tf_static``) that nothing else needs: a bag may lack them."""
         self.observation_layout = "dict" if any(s.converter.is_image for s in self.observations) else "flat"
         self.observation_slices: Dict[str, slice] = {}
         if self.observation_layout == "flat":
@@ -219,6 +234,7 @@ class InterfaceDescription:
         out: List[Stream] = []
         for s in self.observations:
             out.append(Stream(s.topic, s.msgtype))
+            out.extend(Stream(t, m) for t, m in s.converter.extra_topics)
         out.append(Stream(self.action.topic, self.action.msgtype))
         if self.reward.source == "topic":
             out.append(Stream(self.reward.topic, self.reward.msgtype))
@@ -251,6 +267,17 @@ class InterfaceDescription:
         return {s.name: s.shape for s in self.observations}
 
     # ------------------------------------------------------------------ conversion
+    def observe(self, topic: str, msg) -> None:
+        """Feed one message (any topic, in arrival order) to the stateful streams that read it."""
+        for conv in self.observers.get(topic, ()):
+            conv.observe(msg)
+
+    def reset_state(self) -> None:
+        """Forget what the stateful streams have seen (a new robot connection, a new bag)."""
+        for convs in self.observers.values():
+            for conv in convs:
+                conv.reset()
+
     def assemble_observation(self, per_stream: Mapping[str, np.ndarray]):
         """Observation from per-stream arrays (any leading batch/time axes): flat vector or dict."""
         if self.observation_layout == "dict":
@@ -265,7 +292,10 @@ class InterfaceDescription:
             msg = latest.get(s.topic)
             if msg is None:
                 raise ConversionError(f"no message yet on observation topic {s.topic} (stream '{s.name}')")
-            out[s.name] = s.converter.to_array(msg)
+            try:
+                out[s.name] = s.converter.to_array(msg)
+            except NotReady as exc:
+                raise NotReady(f"stream '{s.name}': {exc}") from None
         return out
 
     def build_observation(self, latest: Mapping[str, Any]):

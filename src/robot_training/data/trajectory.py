@@ -12,14 +12,17 @@ field                         shape                       meaning
 ``terminals``                 ``(T,)`` bool               the episode ended (terminated) after ``a_t``
 ``truncations``               ``(T,)`` bool               it was cut (time limit, end of recording)
 ``final_observation``         ``obs_shape`` or dict       ``o_T``, after the last action (optional)
-``timestamps``                ``(T,)`` float64 seconds    time of ``o_t`` (optional)
+``timestamps_ns``             ``(T,)`` int64 nanoseconds  time of ``o_t`` (optional); ``timestamps``
+                                                          is the same in float64 seconds
 ``episode_id``                str                         where it came from
 ``info``                      ``{key: (T, ...)}``         any other per-step arrays
 ``interface_fingerprint``     str or None                 the interface description the steps
                                                           were computed with (bags), else None
 ============================  ==========================  ===================================
 
-Vector observations are float32; images are uint8 ``(T, H, W, C)``. The next observation of
+Times are kept in int64 nanoseconds (a float64 second of 2023 is ~240 ns coarse);
+``Trajectory(timestamps=seconds)`` still works and converts. Vector observations are float32;
+images are uint8 ``(T, H, W, C)``. The next observation of
 step ``t`` is ``observations[t + 1]``, or ``final_observation`` at the last step.
 
 Files: :func:`save_trajectories` writes a gzip-compressed NumPy archive (whatever the suffix,
@@ -33,7 +36,7 @@ import gzip
 import io
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -44,7 +47,7 @@ from robot_training.utils.files import atomic_write
 Observation = Union[np.ndarray, Dict[str, np.ndarray]]
 
 FILE_FORMAT = "robot_training.trajectories"
-FILE_FORMAT_VERSION = 1
+FILE_FORMAT_VERSION = 2  # 2: timestamps as int64 ns ("timestamps_ns"); version 1 files (float s) still load
 
 
 class TrajectoryError(ValueError):
@@ -59,12 +62,13 @@ class Trajectory:
     terminals: np.ndarray
     truncations: np.ndarray
     final_observation: Optional[Observation] = None
-    timestamps: Optional[np.ndarray] = None
+    timestamps_ns: Optional[np.ndarray] = None
     episode_id: str = ""
     info: Dict[str, np.ndarray] = field(default_factory=dict)
     interface_fingerprint: Optional[str] = None
+    timestamps: InitVar[Optional[np.ndarray]] = None  # float seconds, converted (the property reads them back)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, timestamps: Optional[np.ndarray] = None) -> None:
         self.actions = np.asarray(self.actions, dtype=np.float32)
         if self.actions.ndim == 1:
             self.actions = self.actions[:, None]
@@ -74,8 +78,11 @@ class Trajectory:
         self.observations = _as_obs(self.observations)
         if self.final_observation is not None:
             self.final_observation = _as_obs(self.final_observation)
-        if self.timestamps is not None:
-            self.timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
+        if self.timestamps_ns is None and timestamps is not None and not isinstance(timestamps, property):
+            self.timestamps_ns = np.round(np.asarray(timestamps, dtype=np.float64) * 1e9)
+        if self.timestamps_ns is not None:
+            ns = np.asarray(self.timestamps_ns).reshape(-1)
+            self.timestamps_ns = ns if ns.dtype == np.int64 else ns.astype(np.int64)
         self.info = {k: np.asarray(v) for k, v in self.info.items()}
         self.validate()
 
@@ -124,8 +131,8 @@ class Trajectory:
             lengths.update({f"observations[{k}]": len(v) for k, v in self.observations.items()})
         else:
             lengths["observations"] = len(self.observations)
-        if self.timestamps is not None:
-            lengths["timestamps"] = len(self.timestamps)
+        if self.timestamps_ns is not None:
+            lengths["timestamps"] = len(self.timestamps_ns)
         lengths.update({f"info[{k}]": len(v) for k, v in self.info.items()})
         bad = {k: v for k, v in lengths.items() if v != n}
         if bad:
@@ -148,11 +155,19 @@ class Trajectory:
             terminals=self.terminals[start:stop],
             truncations=self.truncations[start:stop],
             final_observation=nxt,
-            timestamps=None if self.timestamps is None else self.timestamps[start:stop],
+            timestamps_ns=None if self.timestamps_ns is None else self.timestamps_ns[start:stop],
             episode_id=self.episode_id,
             info={k: v[start:stop] for k, v in self.info.items()},
             interface_fingerprint=self.interface_fingerprint,
         )
+
+
+def _seconds(self: Trajectory) -> Optional[np.ndarray]:
+    """``timestamps_ns`` in float64 seconds (derived; None without timestamps)."""
+    return None if self.timestamps_ns is None else self.timestamps_ns / 1e9
+
+
+Trajectory.timestamps = property(_seconds)  # the InitVar's name, read back as seconds
 
 
 def common_interface_fingerprint(trajectories: Iterable[Trajectory]) -> Optional[str]:
@@ -213,7 +228,7 @@ def save_trajectories(path: Union[str, os.PathLike], trajectories: Iterable[Traj
         p = f"{i}/"
         entry = {"episode_id": traj.episode_id, "dict_obs": isinstance(traj.observations, dict),
                  "has_final": traj.final_observation is not None,
-                 "has_timestamps": traj.timestamps is not None, "info": sorted(traj.info),
+                 "has_timestamps": traj.timestamps_ns is not None, "info": sorted(traj.info),
                  "interface_fingerprint": traj.interface_fingerprint}
         for key, value in _flatten_obs("observations", traj.observations).items():
             arrays[p + key] = value
@@ -224,8 +239,8 @@ def save_trajectories(path: Union[str, os.PathLike], trajectories: Iterable[Traj
         arrays[p + "rewards"] = traj.rewards
         arrays[p + "terminals"] = traj.terminals
         arrays[p + "truncations"] = traj.truncations
-        if traj.timestamps is not None:
-            arrays[p + "timestamps"] = traj.timestamps
+        if traj.timestamps_ns is not None:
+            arrays[p + "timestamps_ns"] = traj.timestamps_ns
         for k, v in traj.info.items():
             arrays[p + "info/" + k] = v
         if entry["dict_obs"]:
@@ -282,7 +297,8 @@ def load_trajectories(path: Union[str, os.PathLike]) -> List[Trajectory]:
             terminals=archive[p + "terminals"],
             truncations=archive[p + "truncations"],
             final_observation=final,
-            timestamps=archive[p + "timestamps"] if entry["has_timestamps"] else None,
+            timestamps_ns=archive[p + "timestamps_ns"] if entry["has_timestamps"] and header.get("version", 1) >= 2 else None,
+            timestamps=archive[p + "timestamps"] if entry["has_timestamps"] and header.get("version", 1) < 2 else None,
             episode_id=entry["episode_id"],
             info={k: archive[p + "info/" + k] for k in entry["info"]},
             interface_fingerprint=entry.get("interface_fingerprint"),

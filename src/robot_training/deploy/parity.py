@@ -64,25 +64,22 @@ class EpisodePlayback:
 
 def _raw_streams(bag: Path, interface) -> Dict[str, Tuple[np.ndarray, List[bytes], str]]:
     """Per observation topic: message times (the dataset's rule), raw bytes, msgtype."""
-    from robot_training.data.bag_dataset import _check_topics, _register_from_bag, make_typestore, open_reader
+    from robot_training.data.bag_dataset import _check_topics, decoder_for, open_reader
 
-    store = make_typestore()
-    reader = open_reader(bag)
-    try:
+    with open_reader(bag) as reader:
         conns = _check_topics(bag, reader, interface)
-        _register_from_bag(store, reader.connections)
         topics = {s.topic for s in interface.observations}
         wanted = [c for t, cs in conns.items() if t in topics for c in cs]
         times: Dict[str, List[int]] = {t: [] for t in topics}
         raws: Dict[str, List[bytes]] = {t: [] for t in topics}
         types = {c.topic: c.msgtype for c in wanted}
-        for conn, t_recv, raw in reader.messages(connections=wanted):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            t = stamp_ns(msg)
+        decoders = {}
+        for conn, t_recv, raw in reader.messages(wanted):
+            if conn.id not in decoders:
+                decoders[conn.id] = decoder_for(bag, reader, conn, raw)
+            t = stamp_ns(decoders[conn.id](raw))
             times[conn.topic].append(t_recv if t is None else t)
             raws[conn.topic].append(bytes(raw))
-    finally:
-        reader.close()
     out = {}
     for topic in topics:
         t = np.asarray(times[topic], dtype=np.int64)
@@ -112,16 +109,11 @@ def plan_playback(bag: PathLike, interface=None, episodes: Optional[int] = 5) ->
     if not trajectories:
         raise ParityError(f"{bag}: no complete steps after alignment to {desc.control_rate_hz:g} Hz")
     streams = _raw_streams(bag, desc)
-    dt = int(round(1e9 / desc.control_rate_hz))
-    first = max(int(streams[s.topic][0][0]) for s in desc.observations)
     plans = []
     for traj in trajectories[: episodes if episodes else None]:
-        if traj.timestamps is None:
+        if traj.timestamps_ns is None:
             raise ParityError(f"{bag}: episode {traj.episode_id} has no timestamps")
-        ts = np.asarray(traj.timestamps)
-        ts_ns = ts.astype(np.int64) if np.issubdtype(ts.dtype, np.integer) else np.round(ts * 1e9).astype(np.int64)
-        # the dataset's ticks lie on first + k * dt: snap (float seconds carry ~100 ns of error)
-        ticks_ns = first + np.round((ts_ns - first) / dt).astype(np.int64) * dt
+        ticks_ns = np.asarray(traj.timestamps_ns, dtype=np.int64)  # the dataset's ticks, exact
         ticks = []
         for t in ticks_ns.tolist():
             msgs = []

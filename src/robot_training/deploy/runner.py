@@ -12,7 +12,11 @@ built the training dataset). The runner refuses to act when a stream has no mess
 its latest message arrived more than ``max_staleness_s`` ago: the tick then carries
 ``safe_action`` when one is configured, otherwise no action at all (the default: a robot
 whose sensors went quiet gets no new command; its driver's own timeout stops it). Actions are
-clipped to the interface's ``[low, high]``. :meth:`load` swaps policies atomically: the new
+clipped to the interface's ``[low, high]``. A stateful stream (a pose chained from ``/tf``
+and ``/tf_static``) is fed every message of its topics by :meth:`on_message`, in arrival
+order, and counts as ``waiting`` until its chain is complete; only its own topic (``/tf``)
+goes stale, not the latched ``/tf_static``. The runner resets those streams' state when it is
+made: one runner at a time per loaded interface. :meth:`load` swaps policies atomically: the new
 checkpoint is fully loaded and checked before it replaces the old one, so a failed load
 leaves the old policy acting; :meth:`load_verified` also checks the file's sha256 and the
 interface fingerprint a learner announced with it, and :meth:`swap` hands a recurrent
@@ -35,7 +39,7 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from robot_training.data.converters import ConversionError, stamp_ns
+from robot_training.data.converters import ConversionError, NotReady, stamp_ns
 from robot_training.deploy.policy import DeployedPolicy, DeployError, load_policy
 
 
@@ -65,6 +69,8 @@ class PolicyRunner:
                 raise ValueError(f"safe_action has {safe.shape[0]} values, the action has {interface.action_dim}")
             self.safe_action = interface.clip_action(safe)
         self._topics = {s.topic for s in interface.observations}
+        self._observed = set(interface.observers)  # topics of stateful streams (/tf, /tf_static)
+        interface.reset_state()
         self._latest: Dict[str, Any] = {}
         self._received_ns: Dict[str, int] = {}
         self._lock = threading.Lock()
@@ -131,10 +137,12 @@ class PolicyRunner:
         return sorted(self._topics)
 
     def on_message(self, topic: str, msg, now_ns: int) -> None:
-        if topic in self._topics:
+        if topic in self._topics or topic in self._observed:
             with self._lock:
-                self._latest[topic] = msg
-                self._received_ns[topic] = int(now_ns)
+                self.interface.observe(topic, msg)
+                if topic in self._topics:
+                    self._latest[topic] = msg
+                    self._received_ns[topic] = int(now_ns)
 
     def latest_stamp_ns(self, topic: str) -> Optional[int]:
         """Header stamp of the latest message on ``topic`` (None: no message, or no stamp)."""
@@ -175,6 +183,8 @@ class PolicyRunner:
                                                  f"non-finite values at {np.flatnonzero(~np.isfinite(flat)).tolist()}: "
                                                  f"{flat.tolist()}")
                 action = policy.act(obs)
+            except NotReady as exc:
+                return self._refuse("waiting", str(exc))
             except (ConversionError, DeployError, ValueError, RuntimeError) as exc:
                 return self._refuse("error", str(exc))
         if not np.all(np.isfinite(action)):

@@ -44,11 +44,12 @@ from mcap.exceptions import McapError
 from mcap.opcode import Opcode
 from mcap.records import Channel, Chunk, Footer, Message, Schema
 from mcap.stream_reader import StreamReader, breakup_chunk
-from rosbags.rosbag2 import Reader, Writer
+from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from robot_training.data.bag_reader import BagError, open_reader
 from robot_training.recording.recorder import read_sidecar, write_sidecar
+from robot_training.recording.typestore import CATALOG, DecodeError, msgdef_text
 
 MCAP_MAGIC = b'\x89MCAP0\r\n'
 SQLITE_MAGIC = b'SQLite format 3\x00'
@@ -112,27 +113,30 @@ def _bag_dir_and_file(path: Path) -> tuple[Path, Optional[Path]]:
     return path, files[0]
 
 
-def _is_readable(bag_dir: Path) -> bool:
+def _intact(bag_dir: Path) -> Optional[RepairReport]:
+    """The report of a bag that reads in full (with its metadata.yaml), else None."""
     if not (bag_dir / 'metadata.yaml').is_file():
-        return False
+        return None
     try:
-        with Reader(bag_dir) as reader:
-            for _ in reader.messages():
-                pass
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "needs repair"
-        return False
+        with open_reader(bag_dir) as reader:
+            counts = dict.fromkeys((c.topic for c in reader.connections), 0)
+            for conn, _, _ in reader.messages():
+                counts[conn.topic] += 1
+    except BagError:  # any failure means "needs repair"
+        return None
+    return RepairReport(str(bag_dir), 'intact', reader.storage, False, counts, sum(counts.values()))
 
 
 def repair_bag(path: str | os.PathLike) -> RepairReport:
     """Make the bag at ``path`` (a bag folder or its .mcap/.db3 file) readable again."""
     path = Path(path)
+    report = _intact(path) if path.is_dir() else None  # a split bag is intact as a whole
+    if report is not None:
+        return report
     bag_dir, bag_file = _bag_dir_and_file(path)
-    if _is_readable(bag_dir):
-        with Reader(bag_dir) as reader:
-            counts = {c.topic: c.msgcount for c in reader.connections}
-        storage = 'mcap' if bag_file.suffix == '.mcap' else 'sqlite3'
-        return RepairReport(str(bag_dir), 'intact', storage, False, counts, sum(counts.values()))
+    report = _intact(bag_dir)
+    if report is not None:
+        return report
     size = bag_file.stat().st_size
     if size == 0:  # killed before it wrote even the MCAP header / sqlite's first page: nothing was recorded
         scan = _Scan(stop_reason='the file was empty: the writer died before any message reached the disk')
@@ -166,6 +170,7 @@ class _Scan:
     good_bytes: int = 0
     stop_reason: str = ''
     complete: bool = False
+    distro: str = ''  # the ROS 2 distribution an sqlite3 bag names, if any
 
 
 def _scan_mcap(bag_file: Path) -> _Scan:
@@ -339,12 +344,17 @@ def _scan_sqlite(bag_file: Path) -> _Scan:
                     'SELECT topic_type, encoding, encoded_message_definition FROM message_definitions')}
             except sqlite3.DatabaseError:
                 defs = {}  # older bags have no definitions table; rosbags' own store fills in
-            try:
-                topics = list(conn.execute(
-                    'SELECT id, name, type, serialization_format, offered_qos_profiles FROM topics'))
+            try:  # any rosbag2 schema: Foxy's first one has no offered_qos_profiles column
+                cols = {r[1] for r in conn.execute('PRAGMA table_info(topics)')}
+                qos = 'offered_qos_profiles' if 'offered_qos_profiles' in cols else "''"
+                topics = list(conn.execute(f'SELECT id, name, type, serialization_format, {qos} FROM topics'))
             except sqlite3.DatabaseError as err:
                 raise RepairError(f'{bag_file}: unreadable sqlite3 bag: its topics table cannot be read '
                                   f'({err}); nothing to recover') from err
+            try:
+                scan.distro = str(conn.execute('SELECT ros_distro FROM schema').fetchone()[0])
+            except (sqlite3.DatabaseError, TypeError):
+                pass  # older schemas name no distribution
             for tid, name, mtype, ser, qos in topics:
                 enc, text = defs.get(mtype, ('ros2msg', ''))
                 scan.schemas[tid] = (mtype, enc, text)
@@ -398,17 +408,25 @@ def _sqlite_rows(conn: sqlite3.Connection, batch: int = 4096) -> tuple[list, int
     return rows, unreadable
 
 
-def _rewrite(bag_dir: Path, bag_file: Path, scan: _Scan, storage: str) -> RepairReport:
-    # Types from the definitions stored in the bag itself (text, parsed by rosbags).
-    store = get_typestore(Stores.EMPTY)
-    for name, encoding, text in scan.schemas.values():
-        if encoding != 'ros2msg':
-            raise RepairError(f'{bag_file}: schema {name!r} has encoding {encoding!r}; '
-                              'only ros2msg definitions can be rebuilt')
-        if text:
-            store.register(get_types_from_msg(text, name))
-    fallback = None
+def _definition(bag_file: Path, msgtype: str, encoding: str, text: str, sample: Optional[bytes],
+                distro: str) -> tuple[str, str]:
+    """(ros2msg text, RIHS01) to write for ``msgtype``: the bag's own definition, or for a bag that
+    carries none (older sqlite3 schemas) the one of its distribution that decodes its messages."""
+    try:
+        _, source, defs = CATALOG.resolve(msgtype, sample, (encoding, text), distro)
+    except DecodeError as exc:
+        if text and encoding == 'ros2msg':
+            return text, ''  # kept as the bag has it, even though its first message does not decode
+        raise RepairError(f'{bag_file}: {msgtype}: {exc}') from None
+    if source == "the bag's definition" and encoding == 'ros2msg':
+        return text, msgdef_text(msgtype, defs)[1]
+    return msgdef_text(msgtype, defs)
 
+
+def _rewrite(bag_dir: Path, bag_file: Path, scan: _Scan, storage: str) -> RepairReport:
+    samples: dict = {}
+    for cid, _, data in scan.messages:
+        samples.setdefault(cid, data)
     work = bag_dir.parent / f'.{bag_dir.name}.repair'
     if work.exists():
         shutil.rmtree(work)
@@ -426,15 +444,8 @@ def _rewrite(bag_dir: Path, bag_file: Path, scan: _Scan, storage: str) -> Repair
             msgtype = scan.schemas.get(schema_id, (None,))[0]
             if msgtype is None:
                 raise RepairError(f'{bag_file}: channel {topic!r} refers to a missing schema')
-            if msgtype not in store.fielddefs:
-                fallback = fallback or get_typestore(Stores.ROS2_KILTED)
-                if msgtype not in fallback.fielddefs:
-                    raise RepairError(f'{bag_file}: no definition of {msgtype!r} in the bag')
-                msgdef, _ = fallback.generate_msgdef(msgtype, ros_version=2)
-                rihs01 = fallback.hash_rihs01(msgtype)
-            else:
-                msgdef, _ = store.generate_msgdef(msgtype, ros_version=2)
-                rihs01 = store.hash_rihs01(msgtype)
+            _, def_encoding, text = scan.schemas[schema_id]
+            msgdef, rihs01 = _definition(bag_file, msgtype, def_encoding, text, samples.get(cid), scan.distro)
             conns[cid] = writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01,
                                                serialization_format=encoding or 'cdr')
             counts[topic] = 0

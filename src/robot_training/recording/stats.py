@@ -4,7 +4,9 @@ A gap is an interval between two consecutive messages longer than ``gap_factor``
 expected period. The period is ``1 / expected_rate_hz`` when the rate is known (for example
 the interface's control rate), otherwise the median of the recent intervals. Intervals are
 taken from the header stamps when the messages have them, else from the receive times.
-``missing`` estimates how many messages the gaps swallowed.
+``missing`` estimates how many messages the gaps swallowed. For a whole recorded stream
+(``bags info`` and its ``--plot``), :func:`gap_indices` applies the same rule with the
+stream's median interval as the period.
 
 The interval that spans an episode boundary (the simulator or robot pausing between an END
 and the next episode) is not a gap: :meth:`TopicStats.mark_boundary` makes the next interval
@@ -18,11 +20,30 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+
 # Intervals the running median is taken over, and how many are needed before gaps count.
 MEDIAN_WINDOW = 64
 MIN_INTERVALS = 8
 #: an interval longer than this many median periods is a gap (the recorder's status and `bags info`)
 GAP_FACTOR = 1.8
+
+
+def gap_indices(times_ns, gap_factor: float = GAP_FACTOR):
+    """Gaps in a whole recorded stream, as ``bags info`` counts them (and its ``--plot`` draws them).
+
+    ``times_ns`` are one topic's message times, sorted. Returns the indices ``i`` (int array) of
+    the intervals ``times_ns[i] -> times_ns[i + 1]`` longer than ``gap_factor`` times the median
+    interval of the stream; empty for fewer than two messages or a zero median.
+    """
+    t = np.asarray(times_ns, dtype=np.int64)
+    if t.size < 2:
+        return np.zeros(0, dtype=np.intp)
+    dt = np.diff(t)
+    median = float(np.median(dt))
+    if median <= 0:
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero(dt > gap_factor * median)
 
 
 @dataclass

@@ -63,13 +63,29 @@ def message_class(msgtype: str):
 
 
 def subscribe_observations(node: Node, interface, on_message: Callable[[str, object], None]) -> None:
-    """One subscription per observation stream of ``interface`` (sensor-data QoS, which takes
-    reliable and best-effort publishers alike); ``on_message(topic, msg)`` gets each message."""
+    """One subscription per topic the observation streams of ``interface`` read: a stream's
+    own topic with sensor-data QoS (which takes reliable and best-effort publishers alike), its
+    extra topics (``/tf_static`` of a pose from ``/tf``) reliable and transient-local, so that
+    latched transforms published before the node started arrive; ``on_message(topic, msg)``
+    gets each message. A message type this installation lacks (``tf2_msgs`` has no pip wheel)
+    is a ValueError naming the stream."""
     from rclpy.qos import qos_profile_sensor_data
 
+    latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=SUBSCRIPTION_DEPTH,
+                         reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    seen = set()
     for s in interface.observations:
-        node.create_subscription(message_class(s.msgtype), s.topic,
-                                 lambda msg, topic=s.topic: on_message(topic, msg), qos_profile_sensor_data)
+        wanted = [(s.topic, s.msgtype, qos_profile_sensor_data)] + [(t, m, latched) for t, m in s.converter.extra_topics]
+        for topic, msgtype, qos in wanted:
+            if topic in seen:
+                continue
+            seen.add(topic)
+            try:
+                cls = message_class(msgtype)
+            except (UnknownMessageType, ImportError) as exc:
+                raise ValueError(f"observation stream '{s.name}' reads {topic} as {msgtype}, which this ROS "
+                                 f"installation lacks ({exc}); bags of it still load (rosbags knows the type)") from None
+            node.create_subscription(cls, topic, lambda msg, topic=topic: on_message(topic, msg), qos)
 
 
 def matching_qos(endpoints: Iterable) -> QoSProfile:

@@ -180,6 +180,7 @@ class NavigatorNode(Node):
 
     # ---------------------------------------------------------------- scripted actions
     def _on_observation(self, topic: str, msg) -> None:
+        self.interface.observe(topic, msg)  # stateful streams (a pose from /tf) see every message
         self._latest[topic] = msg
         if topic != self._trigger or len(self._latest) < len(self.interface.observations):
             return
