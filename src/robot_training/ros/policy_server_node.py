@@ -81,7 +81,8 @@ class PolicyServerNode(LifecycleNode):
         if self._autostart:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise self._configure_error or ValueError('configure failed')
-            self.trigger_activate()
+            if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                raise ValueError('activate failed (see the log above)')
 
     # ---------------------------------------------------------------- lifecycle
     def _entities(self) -> dict:
