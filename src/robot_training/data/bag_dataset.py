@@ -183,7 +183,6 @@ def _bag_files(bag: Path) -> List[Path]:
 class _TopicData:
     times: np.ndarray                      # int64 ns, sorted
     arrays: Dict[str, np.ndarray]          # per stream name (or "reward"), aligned with times
-    used_header: bool = False
 
 
 @dataclass
@@ -212,6 +211,13 @@ def _check_topics(bag: Path, reader, interface: InterfaceDescription):
             raise BagError(f"{bag}: topic {topic} is {', '.join(sorted(types))} in the bag, "
                            f"the interface ({interface.source}) says {msgtype}")
     return {t: [c for c in by_topic[t] if c.msgtype == m] for t, m in needed if t in by_topic}
+
+
+def message_time_ns(msg, received_ns: int) -> int:
+    """When a message counts as taken, for alignment: its header stamp, else the bag's receive
+    time (the parity player picks each tick's messages by this same rule)."""
+    t = stamp_ns(msg)
+    return received_ns if t is None else t
 
 
 def decoder_for(bag: Path, reader, conn, sample: bytes):
@@ -252,7 +258,6 @@ def _read_bag(bag: Path, interface: InterfaceDescription) -> Tuple[Dict[str, _To
         conn_list = [c for cs in conns_by_topic.values() for c in cs]
         times: Dict[str, List[int]] = {t: [] for t in conns_by_topic}
         values: Dict[str, Dict[str, list]] = {t: {n: [] for n, _ in per_topic.get(t, ())} for t in conns_by_topic}
-        header_used = {t: False for t in conns_by_topic}
         ev_t, ev_k, ev_id, ev_reason = [], [], [], []
         # per connection: [decode, topic, msgtype, times, [(values list, converter, stream name)]]
         slots = {c.id: [None, c.topic, c.msgtype, times[c.topic],
@@ -271,11 +276,7 @@ def _read_bag(bag: Path, interface: InterfaceDescription) -> Tuple[Dict[str, _To
                     raise BagError(f"{bag}: message on {topic} at {t_recv} ns does not decode as {slot[2]} "
                                    f"({type(exc).__name__}: {exc})") from None
                 counts[cid] += 1
-                t = stamp_ns(msg)
-                if t is None:
-                    t = t_recv
-                else:
-                    header_used[topic] = True
+                t = message_time_ns(msg, t_recv)
                 if topic == event_topic:
                     ev_t.append(t)
                     ev_k.append(int(msg.event))
@@ -310,7 +311,7 @@ def _read_bag(bag: Path, interface: InterfaceDescription) -> Tuple[Dict[str, _To
         for name, vals in values[topic].items():
             arr = np.asarray(vals, dtype=np.float64 if name == "reward" else None)
             arrays[name] = arr if sorted_already else arr[order]
-        data[topic] = _TopicData(t_arr[order], arrays, header_used[topic])
+        data[topic] = _TopicData(t_arr[order], arrays)
     events = None
     if event_topic is not None:
         o = np.argsort(np.asarray(ev_t, dtype=np.int64), kind="stable")

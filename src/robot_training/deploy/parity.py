@@ -29,11 +29,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-
-from robot_training.data.converters import stamp_ns
 
 PathLike = Union[str, os.PathLike]
 
@@ -64,7 +62,7 @@ class EpisodePlayback:
 
 def _raw_streams(bag: Path, interface) -> Dict[str, Tuple[np.ndarray, List[bytes], str]]:
     """Per observation topic: message times (the dataset's rule), raw bytes, msgtype."""
-    from robot_training.data.bag_dataset import _check_topics, decoder_for, open_reader
+    from robot_training.data.bag_dataset import _check_topics, decoder_for, message_time_ns, open_reader
 
     with open_reader(bag) as reader:
         conns = _check_topics(bag, reader, interface)
@@ -77,8 +75,7 @@ def _raw_streams(bag: Path, interface) -> Dict[str, Tuple[np.ndarray, List[bytes
         for conn, t_recv, raw in reader.messages(wanted):
             if conn.id not in decoders:
                 decoders[conn.id] = decoder_for(bag, reader, conn, raw)
-            t = stamp_ns(decoders[conn.id](raw))
-            times[conn.topic].append(t_recv if t is None else t)
+            times[conn.topic].append(message_time_ns(decoders[conn.id](raw), t_recv))
             raws[conn.topic].append(bytes(raw))
     out = {}
     for topic in topics:
@@ -131,43 +128,52 @@ def plan_playback(bag: PathLike, interface=None, episodes: Optional[int] = 5) ->
 # --------------------------------------------------------------------------- the offline side
 
 
-def offline_actions(checkpoint: PathLike, observations, deterministic: bool = True) -> np.ndarray:
-    """The trainer's own actions on one episode's dataset tensors (``(T, A)``, clipped to the
-    action limits the trainer acts within), recurrent state carried from tick to tick."""
+def offline_actor(checkpoint: PathLike) -> Tuple[str, Callable[..., np.ndarray]]:
+    """``(kind, act)``: the checkpoint loaded the way its trainer loads it, and
+    ``act(observations, deterministic=True)`` giving the trainer's own actions on one episode's
+    dataset tensors (``(T, A)``), recurrent state carried from tick to tick."""
     from robot_training.checkpoint import load_checkpoint
+    from robot_training.deploy.policy import torch_actor
 
     path = Path(checkpoint)
     data = load_checkpoint(path)
     kind = data.get("kind")
-    n = len(next(iter(observations.values()))) if isinstance(observations, dict) else len(observations)
     if kind in ("ppo", "sac"):
-        from robot_training.algorithms import REGISTRY, resolve
-        from robot_training.config import Config, config_from_dict
+        policy = torch_actor(path, kind, data)
 
-        config = config_from_dict(data["config"], source=str(path)) if data.get("config") is not None else Config()
-        policy = resolve(REGISTRY[kind].actor)(data, config)
-        return np.asarray(policy.predict(np.asarray(observations, dtype=np.float32), deterministic=deterministic),
-                          dtype=np.float64).reshape(n, -1)
-    if kind in ("bc",):
+        def act_batch(observations, deterministic: bool = True) -> np.ndarray:
+            obs = np.asarray(observations, dtype=np.float32)
+            return np.asarray(policy.predict(obs, deterministic=deterministic), dtype=np.float64).reshape(len(obs), -1)
+        return kind, act_batch
+    if kind == "bc":
         from robot_training.supervised_learning.bc import BehavioralCloning
 
         bc = BehavioralCloning().load(path)
         bc.model.eval()
-        state, out = bc.initial_state(1), []
-        for t in range(n):
-            action, state = bc.step(np.asarray(observations[t], dtype=np.float32), state, deterministic=deterministic)
-            out.append(np.asarray(action, dtype=np.float64).reshape(-1))
-        return np.stack(out)
-    if kind in ("dreamer",):
+        initial = lambda: bc.initial_state(1)  # noqa: E731
+        step = lambda o, s, d: bc.step(np.asarray(o, dtype=np.float32), s, deterministic=d)  # noqa: E731
+    elif kind == "dreamer":
         from robot_training.reinforcement_learning.dreamer import DreamerAgent
 
         agent = DreamerAgent.from_checkpoint(path)
-        carry, out = None, []
+        initial = lambda: None  # noqa: E731
+        step = lambda o, c, d: agent.policy(c, o, deterministic=d)  # noqa: E731
+    else:
+        raise ParityError(f"{path}: checkpoint kind {kind!r} has no actor to compare (ppo, sac, bc, dreamer)")
+
+    def act_in_order(observations, deterministic: bool = True) -> np.ndarray:
+        n = len(next(iter(observations.values()))) if isinstance(observations, dict) else len(observations)
+        state, out = initial(), []
         for t in range(n):
-            action, carry = agent.policy(carry, _episode_slice(observations, t), deterministic=deterministic)
+            action, state = step(_episode_slice(observations, t), state, deterministic)
             out.append(np.asarray(action, dtype=np.float64).reshape(-1))
         return np.stack(out)
-    raise ParityError(f"{path}: checkpoint kind {kind!r} has no actor to compare (ppo, sac, bc, dreamer)")
+    return kind, act_in_order
+
+
+def offline_actions(checkpoint: PathLike, observations, deterministic: bool = True) -> np.ndarray:
+    """:func:`offline_actor`'s actions on one episode (loads the checkpoint each call)."""
+    return offline_actor(checkpoint)[1](observations, deterministic)
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -222,18 +228,13 @@ def compare_episode(episode_id: str, online: np.ndarray, offline: np.ndarray) ->
             "worst_tick": int(np.unravel_index(diff.argmax(), diff.shape)[0]) if diff.size else None}
 
 
-def checkpoint_kind(checkpoint: PathLike) -> str:
-    from robot_training.checkpoint import load_checkpoint
-
-    return str(load_checkpoint(Path(checkpoint)).get("kind"))
-
-
 def make_report(checkpoint: PathLike, plans: Sequence[EpisodePlayback], online: Dict[str, np.ndarray],
                 interface=None) -> ParityReport:
-    """Offline actions for every planned episode against the online ones."""
-    report = ParityReport(str(checkpoint), checkpoint_kind(checkpoint))
+    """Offline actions for every planned episode (the checkpoint loaded once) against the online ones."""
+    kind, act = offline_actor(checkpoint)
+    report = ParityReport(str(checkpoint), kind)
     for plan in plans:
-        offline = offline_actions(checkpoint, plan.observations)
+        offline = act(plan.observations)
         if interface is not None:
             offline = np.stack([interface.clip_action(a) for a in offline])
         report.episodes.append(compare_episode(plan.episode_id, online[plan.episode_id], offline))

@@ -99,17 +99,23 @@ def _same_shapes(a: Any, b: Any) -> bool:
 # --------------------------------------------------------------------------- one loader per kind
 
 
-def _load_actor(path: Path, kind: str, data: Dict[str, Any]):
-    """PPO / SAC: only what acting needs (``PPOPolicy`` / ``SACPolicy``), built from the
-    checkpoint already read; continuous actors act through a NumPy copy of their layers."""
+def torch_actor(path: Path, kind: str, data: Dict[str, Any]):
+    """The PPO / SAC actor (``PPOPolicy`` / ``SACPolicy``, its trainer's own torch modules) of a
+    checkpoint already read."""
     from robot_training.algorithms import REGISTRY, resolve
     from robot_training.config import Config, config_from_dict
 
     config = config_from_dict(data["config"], source=str(path)) if data.get("config") is not None else Config()
     try:
-        policy = resolve(REGISTRY[kind].actor)(data, config)
+        return resolve(REGISTRY[kind].actor)(data, config)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"does not fit a {kind} policy ({exc})") from None
+
+
+def _load_actor(path: Path, kind: str, data: Dict[str, Any]):
+    """PPO / SAC: only what acting needs (:func:`torch_actor`); continuous actors act through a
+    NumPy copy of their layers."""
+    policy = torch_actor(path, kind, data)
     obs_space, act_space = policy.observation_space, policy.action_space
     if getattr(act_space, "shape", None) is None or len(act_space.shape) != 1:
         raise DeployError(f"{path}: {kind} policy with action space {act_space}: only continuous (Box) "

@@ -180,16 +180,14 @@ def run(args) -> int:
         print(f'{PROGRAM}: {checkpoint}: checkpoint not found', file=sys.stderr)
         return 2
     try:
-        plans = plan_playback(args.bag, args.interface, episodes=args.episodes or None)
+        from robot_training.data.bag_dataset import find_bags, find_interface
+
+        interface = load_interface(args.interface) if args.interface else find_interface(args.bag, find_bags(args.bag))
+        plans = plan_playback(args.bag, interface, episodes=args.episodes or None)
         with tempfile.TemporaryDirectory(prefix='parity_') as tmp:
-            if args.interface:
-                interface_file = Path(args.interface).resolve()
-            else:
-                from robot_training.data.bag_dataset import find_bags, find_interface
-                desc = find_interface(args.bag, find_bags(args.bag))
-                interface_file = Path(tmp) / 'interface.yaml'
-                interface_file.write_text(desc.to_yaml())
-            interface = load_interface(interface_file)
+            interface_file = Path(args.interface).resolve() if args.interface else Path(tmp) / 'interface.yaml'
+            if not args.interface:  # the one stored with the bag, for the server to read
+                interface_file.write_text(interface.to_yaml())
             online = play(plans, interface, checkpoint, interface_file, timeout=args.timeout)
         report = make_report(checkpoint, plans, online, interface)
     except (BagError, InterfaceError, ParityError) as err:
