@@ -177,6 +177,10 @@ def run_graph(args) -> int:
 # --------------------------------------------------------------------------- report
 
 
+# evaluate_policy's first seed for the final check (the monitor's evaluations start at 10_000)
+HELD_OUT_SEED = 50_000
+
+
 def newest_checkpoint(loop_dir: Path) -> Optional[Path]:
     files = [p for p in loop_dir.glob('*/checkpoints/*/*_online_*.pt') if p.is_file()]
     return max(files, key=lambda p: p.stat().st_mtime_ns) if files else None
@@ -207,19 +211,28 @@ def report(args) -> dict:
     else:
         rows.append(('time to the first successful episode', f'none yet (no episode returned {args.threshold:g})'))
     eval_env = args.eval_env if args.eval_env is not None else (args.env if args.use_sim == 'true' else '')
+    # The policy to deploy is the best one the monitor evaluated (kept as best_policy.pt): the
+    # learner goes on updating after it, and an off-policy learner's newest weights can be worse
+    # than the ones that balanced. It is evaluated again here on seeds the monitor never used,
+    # so the figure is a held-out check, not the number that chose it.
+    best = summary.get('best')
+    kept = loop / 'best_policy.pt'
     newest = newest_checkpoint(loop)
+    target, what = ((kept, f'best_policy.pt, from {Path(best[2]).name}') if best is not None and kept.is_file()
+                    else (newest, f'the newest checkpoint {newest.name}' if newest is not None else ''))
     final = None
-    if newest is not None and eval_env and interface is not None:
+    if target is not None and eval_env and interface is not None:
         from robot_training.deploy import DeployError, load_policy
         from robot_training.envs.collection import evaluate_policy
 
         try:
-            final = evaluate_policy(load_policy(newest, interface=interface), eval_env, args.eval_episodes)
+            final = evaluate_policy(load_policy(target, interface=interface), eval_env, args.eval_episodes,
+                                    seed=HELD_OUT_SEED)
             rows.append(('final evaluated return', f'{final:.1f} ({args.eval_episodes} deterministic episodes '
-                                                     f'in {eval_env}, the newest checkpoint {newest.name})'))
+                                                     f'in {eval_env} on unseen seeds, {what})'))
         except DeployError as err:
             rows.append(('final evaluated return', f'not evaluated: {err}'))
-    elif newest is None:
+    elif target is None:
         rows.append(('final evaluated return', 'no checkpoint yet (the learner had too little data)'))
     solved = next((e for e in summary.get('evaluations', []) if e[3] >= args.threshold), None)
     if solved is not None:
@@ -227,9 +240,8 @@ def report(args) -> dict:
         rows.append(('first checkpoint evaluated >= threshold',
                      f'{Path(solved[2]).name} (update {solved[1]}): {solved[3]:.1f}, evaluated at '
                      f'{int(t // 60)} min {int(t % 60)} s'))
-    best = summary.get('best')
-    if best is not None and (loop / 'best_policy.pt').is_file():
-        rows.append(('best policy (deploy this one)', f"{loop / 'best_policy.pt'}: {Path(best[2]).name} "
+    if best is not None and kept.is_file():
+        rows.append(('best policy (deploy this one)', f"{kept}: {Path(best[2]).name} "
                                                        f"(update {best[1]}), evaluated {best[3]:.1f}"))
     sim, actor, learner = summary.get('sim', {}), summary.get('actor', {}), summary.get('learner', {})
     if sim.get('steps'):
