@@ -31,6 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_SEED, EVAL_MISSIONS = 1000, 50
+DEMO_DISTURBANCE = 0.5
+"""Demonstrations recorded with the simulator pushing the robot off its path (README, "Robots")."""
 
 
 def evaluate(robot: str, checkpoint) -> dict:
@@ -70,11 +72,14 @@ def ros_env() -> dict:
                 ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
 
 
-def record_demonstrations(missions: int, dataset: Path, seed: int = 0, record: bool = True) -> float:
-    """Scripted ugv missions over ROS into one bag each (``record``); returns the wall-clock seconds."""
+def record_demonstrations(missions: int, dataset: Path, seed: int = 0, record: bool = True,
+                          disturbance: float = 0.0) -> float:
+    """Scripted ugv missions over ROS into one bag each (``record``), the simulator's actuator
+    disturbance at ``disturbance``; returns the wall-clock seconds."""
     env = ros_env()
     py = [sys.executable, '-m']
     sim = run(py + ['robot_training.ros.sim_node', '--ros-args', '-p', 'env:=robot_training/Ugv-v0',
+                    '-p', f"env_kwargs:='{{disturbance: {disturbance}}}'",
                     '-p', 'step_mode:=command', '-p', f'seed:={seed}',
                     '-p', f'wait_for_subscribers:={2 if record else 1}',
                     '-p', 'status_period_s:=0.0'], env)
@@ -96,9 +101,9 @@ def record_demonstrations(missions: int, dataset: Path, seed: int = 0, record: b
     return wall
 
 
-def behavioral_cloning(missions: int, workdir: Path) -> dict:
+def behavioral_cloning(missions: int, workdir: Path, disturbance: float) -> dict:
     dataset = workdir / 'demos' / 'dataset'
-    wall = record_demonstrations(missions, dataset)
+    wall = record_demonstrations(missions, dataset, disturbance=disturbance)
     demos = json.loads((dataset.parent / 'demos.json').read_text())['missions']
     start = time.time()
     out = workdir / 'bc'
@@ -106,7 +111,7 @@ def behavioral_cloning(missions: int, workdir: Path) -> dict:
                     '--interface', str(REPO / 'config' / 'interface_ugv.yaml'), '--checkpoint-dir', str(out)],
                    check=True)
     checkpoint = sorted(out.rglob('*final*.pt'))[-1]
-    row = {'run': f'bc ugv ({missions} demos)', 'env_steps': sum(m['steps'] for m in demos),
+    row = {'run': f'bc ugv ({missions} demos, disturbance {disturbance:g})', 'env_steps': sum(m['steps'] for m in demos),
            'train_min': (time.time() - start) / 60, 'record_min': wall / 60,
            'demo_waypoints_pct': 100 * sum(m['waypoints_reached'] for m in demos) / sum(m['num_waypoints'] for m in demos)}
     row.update(evaluate('ugv', checkpoint))
@@ -143,6 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--train', nargs='*', default=[], metavar='ALGORITHM:ROBOT:STEPS')
     parser.add_argument('--bc', type=int, default=0, metavar='MISSIONS')
+    parser.add_argument('--disturbance', type=float, default=DEMO_DISTURBANCE,
+                        help='the simulator\'s actuator disturbance while the demonstrations are recorded '
+                             f'(UgvEnv(disturbance=...); default {DEMO_DISTURBANCE}, 0: clean demonstrations)')
     parser.add_argument('--speed', action='store_true')
     parser.add_argument('--workdir', default=None)
     args = parser.parse_args()
@@ -153,7 +161,7 @@ def main() -> None:
         rows.append(train(algorithm, robot, int(steps), workdir))
         print(json.dumps(rows[-1]), flush=True)
     if args.bc:
-        rows.append(behavioral_cloning(args.bc, workdir))
+        rows.append(behavioral_cloning(args.bc, workdir, args.disturbance))
         print(json.dumps(rows[-1]), flush=True)
     if args.speed:
         rows += speed(workdir)

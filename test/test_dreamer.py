@@ -1,6 +1,6 @@
 """Dreamer: imagination shapes, λ-returns, the carry, reproducibility, files, offline/online runs."""
 
-import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,16 +104,15 @@ def test_act_carries_state_and_is_reproducible(tmp_path):
 def test_offline_dreamer_end_to_end_with_cli_and_resume(tmp_path):
     data = linear_system(num_episodes=6, length=20)
     cfg = tiny_config().replace(training={"checkpoint_dir": str(tmp_path), "log_dir": str(tmp_path / "runs"),
-                                          "tensorboard": True})
-    args = types.SimpleNamespace(env="synthetic", total_timesteps=12, seed=1, device="cpu", resume=None, data=None,
-                                 checkpoint_dir=None, no_progress=True)
-    result = run_cli(cfg, args, trajectories=data)
+                                          "tensorboard": True, "env": "synthetic", "total_timesteps": 12, "seed": 1,
+                                          "progress_bar": False})
+    result = run_cli(cfg, data)
     path = tmp_path / "reinforcement_learning" / "checkpoints" / "dreamer" / "dreamer_final.pt"
     assert result["checkpoint"] == str(path) and path.is_file()
     assert result["updates"] == 12 and np.isfinite(result["world_model_loss"])
+    assert Path(result["log_dir"]).name.startswith("synthetic__dreamer__1__")  # training.env, training.seed
 
-    args.total_timesteps, args.resume = 20, str(path)
-    resumed = run_cli(cfg, args, trajectories=data)
+    resumed = run_cli(cfg.replace(training={"total_timesteps": 20}), data, resume=str(path))
     assert resumed["updates"] == 20  # continued from 12 towards the same total
 
     agent = DreamerAgent.from_checkpoint(path)

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / 'src' / 'robot_training'
 #: bottom to top; a module may import modules of its own rank or lower
 LAYERS = [
     ('utils',),                                   # logging, files, seeding, precision, stopping
-    ('config', 'checkpoint', 'networks', 'algorithms'),  # algorithms: the registry (names, no imports)
+    ('config', 'checkpoint', 'networks', 'algorithms', 'learner'),  # the registry (names, no imports); the protocol
     ('data', 'recording'),                        # trajectories, interface description, bags
     ('envs',),                                    # environments, factories, collection
     ('policies', 'world_models'),                 # model-free learners; the world model

@@ -219,7 +219,32 @@ def test_camera_image_is_rendered_on_demand():
 
 @pytest.mark.parametrize("kwargs, shown", [({"num_waypoints": 0}, "0"), ({"num_obstacles": -1}, "-1"),
                                            ({"camera": "yes"}, "'yes'"), ({"render_mode": "human"}, "'human'"),
-                                           ({"num_obstacles": 80}, "80")])
+                                           ({"num_obstacles": 80}, "80"), ({"disturbance": -0.1}, "-0.1"),
+                                           ({"disturbance": "big"}, "'big'"), ({"disturbance_hold_steps": 0}, "0")])
 def test_bad_kwargs_name_the_value(kwargs, shown):
     with pytest.raises(ValueError, match=shown):
         UgvEnv(**kwargs)
+
+
+def test_disturbance_pushes_the_robot_but_keeps_the_mission_and_the_command():
+    """The demonstrations' disturbance: the same seed gives the same mission; the same commands
+    then drive a different path (offsets held for disturbance_hold_steps), reproducibly; a
+    disturbance of 0 is the plain env, step for step."""
+    plain, pushed, again = UgvEnv(), UgvEnv(disturbance=0.5, disturbance_hold_steps=5), UgvEnv(disturbance=0.5,
+                                                                                              disturbance_hold_steps=5)
+    obs = [e.reset(seed=3)[0] for e in (plain, pushed, again)]
+    np.testing.assert_array_equal(obs[0], obs[1])
+    np.testing.assert_array_equal(plain.mission.waypoints, pushed.mission.waypoints)
+    command = np.array([0.5, 0.0], np.float32)
+    offsets = []
+    for _ in range(10):
+        a, b, c = (e.step(command)[0] for e in (plain, pushed, again))
+        np.testing.assert_array_equal(b, c)
+        offsets.append(pushed._offset.copy())
+    assert not np.allclose(a, b)  # driven off the plain path
+    np.testing.assert_array_equal(offsets[0], offsets[4])  # held 5 steps, then redrawn
+    assert not np.allclose(offsets[4], offsets[5])
+    assert np.all(np.abs(offsets[0]) > 0)
+    zero = UgvEnv(disturbance=0.0)
+    first = zero.reset(seed=3)[0]
+    np.testing.assert_array_equal(first, UgvEnv().reset(seed=3)[0])

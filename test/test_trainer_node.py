@@ -90,15 +90,13 @@ def test_trainer_reports_failure(tmp_path, procs, ros_node):
 def test_budget_of_every_mode_and_the_step_of_checkpoint_names():
     """The documented default commands report a real total (not 0) and checkpoints their own step."""
     from robot_training.ros.trainer_node import STEP_RE
-    from robot_training.train import DREAMER_ONLINE_STEPS, build_parser, config_from_args, mode_budget
+    from robot_training.train import DREAMER_ONLINE_STEPS, build_parser, mode_budget, prepare_run
 
     def budget(*argv):
-        args = build_parser().parse_args(list(argv))
-        return mode_budget(config_from_args(args), args)
+        return mode_budget(*prepare_run(vars(build_parser().parse_args(list(argv)))))
 
     assert budget('--mode', 'dreamer') == DREAMER_ONLINE_STEPS
-    assert budget('--mode', 'dreamer', '--data', 'bags/') == config_from_args(
-        build_parser().parse_args([])).dreamer.offline_updates
+    assert budget('--mode', 'dreamer', '--data', 'bags/') == prepare_run({})[0].dreamer.offline_updates
     assert budget('--mode', 'dreamer', '--total-timesteps', '5000') == 5000
     assert budget('--mode', 'policy') == 1000 * 2048
     assert budget('--mode', 'online') == 0  # runs until stopped
@@ -106,6 +104,55 @@ def test_budget_of_every_mode_and_the_step_of_checkpoint_names():
              for name in ('dreamer_200', 'policy_ppo_step000000128', 'dreamer_online_000000050', 'dreamer_final')}
     assert steps == {'dreamer_200': '200', 'policy_ppo_step000000128': '128', 'dreamer_online_000000050': '50',
                      'dreamer_final': None}
+
+
+def test_parameters_make_the_run_the_command_line_makes(tmp_path, capsys):
+    """The node's parameters and the equivalent ``train`` options give equal Configs and
+    RunRequests (through the same prepare_run, no argv in between), and bad input the same line."""
+    from robot_training import train
+    from robot_training.ros.trainer_node import PARAMETERS, command_line, run_from_parameters, train_options
+
+    defaults = {name: entry[0] for name, entry in PARAMETERS.items()}
+    config = small_config(tmp_path)
+    cases = [
+        ({}, ['--mode', 'policy']),
+        ({'mode': 'dreamer', 'preset': 'dreamerv3', 'seed': 0}, ['--mode', 'dreamer', '--preset', 'dreamerv3',
+                                                                  '--seed', '0']),
+        ({'mode': 'world_model', 'config': str(config), 'env': 'Pendulum-v1', 'total_timesteps': 5000, 'seed': 3,
+          'data': str(tmp_path / 'bags'), 'interface': str(tmp_path / 'i.yaml'),
+          'checkpoint_dir': str(tmp_path / 'ckpt'), 'log_dir': str(tmp_path / 'tb')},
+         ['--mode', 'world_model', '--config', str(config), '--env', 'Pendulum-v1', '--total-timesteps', '5000',
+          '--seed', '3', '--data', str(tmp_path / 'bags'), '--interface', str(tmp_path / 'i.yaml'),
+          '--checkpoint-dir', str(tmp_path / 'ckpt'), '--log-dir', str(tmp_path / 'tb')]),
+        ({'mode': 'online', 'algorithm': 'sac', 'preset': 'robot_loop', 'config': str(config)},
+         ['--mode', 'online', '--algorithm', 'sac', '--preset', 'robot_loop', '--config', str(config)]),
+    ]
+    for parameters, argv in cases:
+        argv = [*argv, '--no-progress']
+        node_cfg, node_request = run_from_parameters({**defaults, **parameters})
+        cli_cfg, cli_request = train.prepare_run(vars(train.build_parser().parse_args(argv)))
+        assert node_cfg == cli_cfg, argv
+        assert node_request == cli_request, argv
+        assert train.build_parser().parse_args(command_line(train_options({**defaults, **parameters})).split()[1:]) \
+            == train.build_parser().parse_args(argv)  # the node logs the command it stands for
+    assert run_from_parameters({**defaults, 'seed': 0})[0].training.seed == 0
+    assert run_from_parameters(defaults)[0].training.progress_bar is False
+
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('policy:\n  gama: 0.9\n')
+    assert train.main(['--mode', 'policy', '--config', str(bad)]) == 2
+    cli_line = capsys.readouterr().err.strip()
+    for parameters, says in (({'config': str(bad)}, cli_line.removeprefix('train: error: ')),
+                             ({'mode': 'nope'}, "mode must be one of ['all', 'dreamer', 'online', 'policy', "
+                                                "'supervised', 'world_model'], got 'nope'"),
+                             ({'algorithm': 'nope'}, "algorithm must be one of ")):
+        try:
+            run_from_parameters({**defaults, **parameters})
+        except ValueError as err:
+            assert str(err).startswith(says) and '\n' not in str(err), err
+        else:
+            raise AssertionError(f'{parameters} accepted')
+    assert "unknown key 'policy.gama'" in cli_line
 
 
 def _wait_for_line(proc, predicate, timeout: float) -> str:

@@ -34,9 +34,8 @@ from typing import List, Optional
 import numpy as np
 import yaml
 
+from robot_training.recording.episode_meta import EPISODE_EVENT_TYPE, EVENT_NAMES, EVENT_START, SIDECAR, read_sidecar
 from robot_training.recording.stats import gap_indices
-
-EVENT_NAMES = {0: "START", 1: "END", 2: "RESET"}
 
 
 class CommandError(Exception):
@@ -49,37 +48,30 @@ class CommandError(Exception):
 def _topic_rows(bag: Path):
     """Per topic of ``bag``: its row of the table; the episode events; one line per problem
     (a topic that does not decode, a count that differs from metadata.yaml)."""
-    from robot_training.data.bag_dataset import BagError, decoder_for, open_reader
+    from robot_training.data.bag_dataset import open_reader
     from robot_training.data.converters import stamp_ns
+    from robot_training.recording.typestore import DecodeError
 
     with open_reader(bag) as reader:
         conns = reader.connections
         recv = {c.id: [] for c in conns}
         stamps = {c.id: [] for c in conns}
-        decoders, failed, stamped, events = {}, {}, set(), []
-        for batch in reader.batches():
-            for cid, t, raw in batch:
-                recv[cid].append(t)
-                if cid in failed:
-                    continue
-                decode = decoders.get(cid)
-                try:
-                    if decode is None:
-                        decode = decoders[cid] = decoder_for(bag, reader, conns[cid], raw)
-                    msg = decode(raw)
-                except Exception as exc:  # noqa: BLE001 - BagError from the lookup, decoder errors
-                    why = str(exc).removeprefix(f"{bag}: topic {conns[cid].topic}: ") if isinstance(exc, BagError) \
-                        else f"message {len(recv[cid])} does not decode ({type(exc).__name__}: {exc})"
-                    failed[cid] = why
-                    continue
-                stamp = stamp_ns(msg)
-                if stamp is not None:
-                    stamped.add(cid)
-                stamps[cid].append(stamp if stamp is not None else t)
-                if conns[cid].msgtype == "robot_training_msgs/msg/EpisodeEvent":
-                    events.append((stamp or t, int(msg.event), int(msg.episode_id), float(msg.episode_return),
-                                   int(msg.length), bool(msg.success), str(msg.reason)))
-        reader.check_counts({c.id: len(recv[c.id]) for c in conns})
+        undecodable, failed, stamped, events = {}, {}, set(), []
+        for conn, t, t_recv, _, msg in reader.decoded(undecodable=undecodable):
+            cid = conn.id
+            recv[cid].append(t_recv)
+            if msg is None:
+                if cid not in failed:  # the topic's first message that does not decode
+                    exc = undecodable[cid]
+                    failed[cid] = str(exc) if isinstance(exc, DecodeError) else \
+                        f"message {len(recv[cid])} does not decode ({type(exc).__name__}: {exc})"
+                continue
+            if cid not in stamped and stamp_ns(msg) is not None:
+                stamped.add(cid)
+            stamps[cid].append(t)
+            if conn.msgtype == EPISODE_EVENT_TYPE:
+                events.append((t, int(msg.event), int(msg.episode_id), float(msg.episode_return),
+                               int(msg.length), bool(msg.success), str(msg.reason)))
         notes = reader.warnings + [f"{bag}: {conns[cid].topic} ({conns[cid].msgtype}) not decodable: {why}; "
                                    "its messages are counted by receive time" for cid, why in failed.items()]
     rows = []
@@ -104,7 +96,7 @@ REPAIR_COMMAND = "python -m robot_training.bags repair"
 def cmd_info(args) -> int:
     """Every readable bag in full; each unfinished or unreadable one in one line that says how
     to repair it (``--strict``: the first such bag is an error)."""
-    from robot_training.data.bag_dataset import BagError, _read_sidecar, find_bags
+    from robot_training.data.bag_dataset import BagError, find_bags
 
     unfinished: Optional[List[Path]] = None if args.strict else []
     try:
@@ -145,17 +137,17 @@ def cmd_info(args) -> int:
                   f"{r['gaps']:5d}  {r['max_gap_s']:9.3f}  {r['clock']}")
         for note in notes:
             print(f"  warning: {note}")
-        sidecar = _read_sidecar(bag)
+        sidecar = read_sidecar(bag)
         if events:
             print("  episodes (EpisodeEvent):")
             for t, kind, eid, ret, length, success, reason in events:
-                extra = f" return {ret:g} length {length} success {success} reason '{reason}'" if kind != 0 else ""
+                extra = f" return {ret:g} length {length} success {success} reason '{reason}'" if kind != EVENT_START else ""
                 print(f"    {t / 1e9:.3f} s  {EVENT_NAMES.get(kind, kind)} episode {eid}{extra}")
         if sidecar:
             keys = ("status", "episode_id", "episode_return", "length", "success", "reason", "end_cause",
                     "interface_fingerprint")
             text = ", ".join(f"{k}: {sidecar[k]}" for k in keys if sidecar.get(k) not in (None, ""))
-            print(f"  episode.yaml: {text}")
+            print(f"  {SIDECAR}: {text}")
         if not events and not sidecar:
             print("  episodes: none recorded (the bag is one episode)")
     if needs_repair or unreadable:
@@ -178,10 +170,8 @@ def _print_needs_repair(bag: Path, reason: str) -> None:
 
 
 def cmd_repair(args) -> int:
-    try:
-        from robot_training.recording.repair import RepairError, repair_bag
-    except ImportError as exc:
-        raise CommandError(f"repair is not available in this installation (robot_training.recording.repair: {exc})")
+    from robot_training.recording.repair import RepairError, repair_bag
+
     try:
         report = repair_bag(args.path)
     except RepairError as exc:

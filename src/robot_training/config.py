@@ -193,7 +193,7 @@ class BCConfig:
     num_layers: int = 2
     learning_rate: float = 0.001
     batch_size: int = 256
-    num_epochs: int = 100
+    num_epochs: int = 300
     loss: str = "mse"
     """``mse`` on actions or ``gaussian`` negative log-likelihood."""
     use_sequences: bool = False

@@ -9,7 +9,11 @@
     train --mode online --algorithm dreamer --data loop/dataset   # the learner of the robot's loop
     train --preset dreamerv3 --mode dreamer                # DreamerV3's published settings
 
-Modes are functions ``(cfg, args) -> [summary rows]`` in the :data:`MODES` registry. Bad input
+One pass turns the options into what a run is (:func:`prepare_run`): its :class:`Config`
+(defaults, ``--preset``, ``--config``, then the options given, each applied once) and its
+:class:`RunRequest` (mode, algorithm, data, resume). The trainer node builds both from its ROS
+parameters through the same function. Modes are plain functions ``(cfg, request) -> [summary
+rows]`` in the :data:`MODES` registry; no argparse Namespace reaches them. Bad input
 (unknown env, bad config key, missing checkpoint) prints one ``train: error:`` line and exits
 with status 2.
 
@@ -35,11 +39,15 @@ import contextlib
 import sys
 import threading
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from robot_training.utils import distributed
 from robot_training.utils.stopping import TrainingStopped, save_on_stop  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from robot_training.config import Config
 
 EXIT_USAGE = 2
 
@@ -108,13 +116,20 @@ class Row(NamedTuple):
     metric: str
 
 
+def algorithm_choices() -> List[str]:
+    """``--algorithm``'s values: the policy-family algorithms, then the Dreamer family."""
+    from robot_training.algorithms import names
+
+    return names(family="policy") + names(family="dreamer")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train", description="Train robot_training components.")
     p.add_argument("--mode", choices=sorted(MODES), default="all", help="component(s) to train (default: all)")
     from robot_training.algorithms import names
 
     policy_algorithms = names(family="policy")
-    p.add_argument("--algorithm", choices=policy_algorithms + names(family="dreamer"), default=None,
+    p.add_argument("--algorithm", choices=algorithm_choices(), default=None,
                    help=f"policy mode: {' or '.join(policy_algorithms)} (default ppo); online mode: dreamer "
                         "(default: online.algorithm) or an off-policy one")
     p.add_argument("--config", default=None, help="YAML file overriding config/default_config.yaml")
@@ -139,25 +154,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args):
+@dataclass(frozen=True)
+class RunRequest:
+    """What one run is asked to do besides its :class:`Config`: the mode and what it reads.
+
+    ``algorithm`` None: the mode's default; ``resume`` True: the run's newest checkpoint, a
+    string: that checkpoint. A mode or algorithm that does not exist raises :class:`UsageError`
+    naming it (the command line's argparse refuses them first)."""
+
+    mode: str = "all"
+    algorithm: Optional[str] = None
+    resume: Union[bool, str] = False
+    data: Optional[str] = None
+    interface: Optional[str] = None
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"mode must be one of {sorted(MODES)}, got {self.mode!r}")
+        if self.algorithm is not None and self.algorithm not in algorithm_choices():
+            raise UsageError(f"algorithm must be one of {algorithm_choices()}, got {self.algorithm!r}")
+
+
+#: options that set keys of the config's ``training`` section (the same names there)
+TRAINING_OPTIONS = ("env", "total_timesteps", "seed", "device", "checkpoint_dir", "log_dir")
+#: every option :func:`prepare_run` reads (argparse's dest names)
+OPTIONS = ("config", "preset", *TRAINING_OPTIONS, "no_progress", *(f.name for f in fields(RunRequest)))
+
+
+def prepare_run(options: Mapping[str, Any]) -> Tuple["Config", RunRequest]:
+    """The one pass from the options of a run (:data:`OPTIONS`, argparse's dest names; None or
+    absent: not given) to its :class:`RunRequest` and its :class:`Config`: the defaults, the
+    ``preset``, the ``config`` YAML file, then the options given, each applied once.
+
+    The command line passes ``vars(args)``; the trainer node its parameters' values."""
     from robot_training.config import load_config
 
-    training = {}
-    if args.env is not None:
-        training["env"] = args.env
-    if args.total_timesteps is not None:
-        training["total_timesteps"] = args.total_timesteps
-    if args.seed is not None:
-        training["seed"] = args.seed
-    if args.device is not None:
-        training["device"] = args.device
-    if args.checkpoint_dir is not None:
-        training["checkpoint_dir"] = args.checkpoint_dir
-    if getattr(args, "log_dir", None) is not None:
-        training["log_dir"] = args.log_dir
-    if args.no_progress:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"not options of a run: {', '.join(unknown)}")
+    request = RunRequest(**{f.name: options[f.name] for f in fields(RunRequest) if options.get(f.name) is not None})
+    training = {key: options[key] for key in TRAINING_OPTIONS if options.get(key) is not None}
+    if options.get("no_progress"):
         training["progress_bar"] = False
-    return load_config(args.config, {"training": training} if training else None, preset=args.preset)
+    cfg = load_config(options.get("config"), {"training": training} if training else None,
+                      preset=options.get("preset"))
+    return cfg, request
 
 
 def check_writable(folder, what: str) -> None:
@@ -222,9 +264,16 @@ def default_demonstrations_path(cfg) -> Path:
     return Path(cfg.training.checkpoint_dir) / "data" / "demonstrations.pkl.gz"
 
 
-def _data_or_default(cfg, args, mode: str):
-    if args.data is not None:
-        return load_data(args.data, args.interface, strict=args.strict)
+def request_data(request: RunRequest):
+    """The trajectories of ``request.data`` (None when it names none)."""
+    if request.data is None:
+        return None
+    return load_data(request.data, request.interface, strict=request.strict)
+
+
+def _data_or_default(cfg, request: RunRequest, mode: str):
+    if request.data is not None:
+        return request_data(request)
     default = default_demonstrations_path(cfg)
     if default.is_file():
         return load_data(str(default))
@@ -242,17 +291,17 @@ def evaluate_policy(policy, env_id: str, episodes: int, seed: int = 10_000) -> f
     return evaluate(policy, env_id, episodes, seed)
 
 
-def run_policy(cfg, args, algorithm: Optional[str] = None) -> List[Row]:
-    return _train_policy(cfg, args, algorithm)[0]
+def run_policy(cfg, request: RunRequest, algorithm: Optional[str] = None) -> List[Row]:
+    return _train_policy(cfg, request, algorithm)[0]
 
 
-def _train_policy(cfg, args, algorithm: Optional[str] = None):
+def _train_policy(cfg, request: RunRequest, algorithm: Optional[str] = None):
     """``(rows, trainer)`` of a policy run (``--mode all`` collects demonstrations with it)."""
     from robot_training.algorithms import names
     from robot_training.envs.make import check_env_id
     from robot_training.policies.train_policy import PolicyTrainer, resolve_budget
 
-    algorithm = algorithm or args.algorithm or "ppo"
+    algorithm = algorithm or request.algorithm or "ppo"
     if algorithm not in names(family="policy"):
         raise UsageError(f"--mode policy trains {' or '.join(names(family='policy'))}, not {algorithm} "
                          "(use --mode dreamer)")
@@ -265,8 +314,8 @@ def _train_policy(cfg, args, algorithm: Optional[str] = None):
 
         trainer.logger = RunLogger(None)
     try:
-        if args.resume:
-            path = trainer.resume(None if args.resume is True else args.resume)
+        if request.resume:
+            path = trainer.resume(None if request.resume is True else request.resume)
             trainer.config = trainer.config.replace(training={"progress_bar": cfg.training.progress_bar,
                                                               "checkpoint_dir": cfg.training.checkpoint_dir})
             print(f"resumed {algorithm} from {path} at step {trainer.num_timesteps}", flush=True)
@@ -285,11 +334,12 @@ def _train_policy(cfg, args, algorithm: Optional[str] = None):
                 f"eval return {metric:.1f}")], trainer
 
 
-def run_supervised(cfg, args, trajectories=None) -> List[Row]:
+def run_supervised(cfg, request: RunRequest, trajectories=None) -> List[Row]:
     from robot_training.supervised_learning.train_supervised import train_behavioral_cloning
 
-    demos = trajectories if trajectories is not None else _data_or_default(cfg, args, "supervised")
-    trainer = train_behavioral_cloning(demos, config=cfg, resume=args.resume if args.mode == "supervised" else False)
+    demos = trajectories if trajectories is not None else _data_or_default(cfg, request, "supervised")
+    trainer = train_behavioral_cloning(demos, config=cfg,
+                                       resume=request.resume if request.mode == "supervised" else False)
     return [Row(f"supervised (bc, {len(demos)} episodes)", str(trainer.final_checkpoint),
                 f"validation loss {trainer.validation_loss:.4f}")]
 
@@ -302,23 +352,23 @@ def _result_rows(result, component: str) -> List[Row]:
     return [Row(result.get("component", component), str(result.get("checkpoint", "")), str(metric))]
 
 
-def run_world_model(cfg, args, trajectories=None) -> List[Row]:
+def run_world_model(cfg, request: RunRequest, trajectories=None) -> List[Row]:
     from robot_training.world_models.train_world_model import run_cli
 
-    if trajectories is None and args.data is not None:
-        trajectories = load_data(args.data, args.interface, strict=args.strict)
-    return _result_rows(run_cli(cfg, args, trajectories=trajectories), "world_model")
+    if trajectories is None:
+        trajectories = request_data(request)
+    return _result_rows(run_cli(cfg, trajectories, resume=request.resume), "world_model")
 
 
-def run_dreamer(cfg, args, trajectories=None) -> List[Row]:
+def run_dreamer(cfg, request: RunRequest, trajectories=None) -> List[Row]:
     from robot_training.reinforcement_learning.train_dreamer import run_cli
 
-    if trajectories is None and args.data is not None:
-        trajectories = load_data(args.data, args.interface, strict=args.strict)
-    return _result_rows(run_cli(cfg, args, trajectories=trajectories), "dreamer")
+    if trajectories is None:
+        trajectories = request_data(request)
+    return _result_rows(run_cli(cfg, trajectories, resume=request.resume), "dreamer")
 
 
-def run_online(cfg, args, stop=None, on_checkpoint=None, on_learner=None) -> List[Row]:
+def run_online(cfg, request: RunRequest, stop=None, on_checkpoint=None, on_learner=None) -> List[Row]:
     """The learner of the robot's loop: follow the dataset folder ``--data`` (the recorder's),
     train ``--algorithm`` (dreamer or sac) on every finished episode, checkpoint as it goes.
 
@@ -332,20 +382,22 @@ def run_online(cfg, args, stop=None, on_checkpoint=None, on_learner=None) -> Lis
     from robot_training.data.interface import load_interface
     from robot_training.online.learner import OnlineError, OnlineLearner, check_algorithm
     from robot_training.utils.logging import RunLogger, run_name
+    from robot_training.utils.seeding import set_seed
 
-    algorithm = args.algorithm or cfg.online.algorithm
+    algorithm = request.algorithm or cfg.online.algorithm
     try:
         check_algorithm(algorithm)
     except OnlineError as exc:
         raise UsageError(str(exc)) from None
-    if not args.data:
+    if not request.data:
         raise UsageError("--mode online needs --data DATASET_DIR: the folder the recorder writes episodes into")
-    dataset = Path(args.data)
-    interface_path = args.interface or dataset / "interface.yaml"
+    dataset = Path(request.data)
+    interface_path = request.interface or dataset / "interface.yaml"
     if not Path(interface_path).is_file():
         raise UsageError(f"--mode online: no --interface given and no {dataset / 'interface.yaml'} "
                          "(the recorder writes it with its first episode)")
     interface = load_interface(interface_path)
+    set_seed(cfg.training.seed, cfg.training.torch_threads)  # the learner's first weights (a resume loads its own)
     stop = stop or threading.Event()
     handlers = {}
     if threading.current_thread() is threading.main_thread():
@@ -358,14 +410,14 @@ def run_online(cfg, args, stop=None, on_checkpoint=None, on_learner=None) -> Lis
             learner = OnlineLearner(algorithm, interface, dataset, config=cfg, logger=logger,
                                     on_checkpoint=on_checkpoint)
             try:
-                resumed = learner.resume(args.resume if isinstance(args.resume, str) else None)
+                resumed = learner.resume(request.resume if isinstance(request.resume, str) else None)
             except Exception as exc:  # noqa: BLE001 - a torn or foreign newest checkpoint
                 raise UsageError(f"cannot resume the loop: {exc}") from None
             if resumed is not None:
                 print(f"learner: resumed {algorithm} from {resumed} at update {learner.updates}", flush=True)
             if on_learner is not None:
                 on_learner(learner)
-            figures = learner.run(stop, max_env_steps=args.total_timesteps or cfg.training.total_timesteps)
+            figures = learner.run(stop, max_env_steps=cfg.training.total_timesteps)
     finally:
         for sig, old in handlers.items():
             signal.signal(sig, old)
@@ -374,16 +426,16 @@ def run_online(cfg, args, stop=None, on_checkpoint=None, on_learner=None) -> Lis
                 f"last return {figures['last_return']:.1f}, best {figures['best_return']:.1f}")]
 
 
-def mode_budget(cfg, args) -> int:
+def mode_budget(cfg, request: RunRequest) -> int:
     """The step budget a mode runs for (0: open-ended), for progress reports."""
-    mode = args.mode
+    mode = request.mode
     if mode == "policy":
         from robot_training.policies.train_policy import resolve_budget
 
-        return resolve_budget(cfg, total_timesteps=args.total_timesteps)
-    steps = args.total_timesteps or cfg.training.total_timesteps
+        return resolve_budget(cfg)
+    steps = cfg.training.total_timesteps
     if mode == "dreamer":
-        if args.data:
+        if request.data:
             return int(steps or cfg.dreamer.offline_updates)
         return int(steps or DREAMER_ONLINE_STEPS)
     return int(steps or 0)  # online: 0 runs until stopped
@@ -398,7 +450,7 @@ ALL_DEMONSTRATIONS = 20
 ALL_BC_EPOCHS = 30
 
 
-def run_all(cfg, args) -> List[Row]:
+def run_all(cfg, request: RunRequest) -> List[Row]:
     """policy → demonstrations from it → BC → world model → Dreamer, small budgets."""
     from robot_training.envs.collection import DataCollector
 
@@ -407,7 +459,7 @@ def run_all(cfg, args) -> List[Row]:
     if cfg.training.total_timesteps is None:
         policy_cfg = cfg.replace(training={"total_timesteps": ALL_POLICY_STEPS},
                                  sac={"learning_starts": min(cfg.sac.learning_starts, 1000)})
-    policy_rows, expert = _train_policy(policy_cfg, args, algorithm=args.algorithm or "ppo")
+    policy_rows, expert = _train_policy(policy_cfg, request, algorithm=request.algorithm or "ppo")
     rows += policy_rows
     collector = DataCollector(cfg.training.env, seed=cfg.training.seed + 1)
     demos = collector.collect_episodes(ALL_DEMONSTRATIONS, policy=expert)
@@ -417,14 +469,14 @@ def run_all(cfg, args) -> List[Row]:
     mean_ret = sum(t.episode_return for t in demos) / len(demos)
     rows.append(Row(f"demonstrations ({len(demos)} episodes)", str(data_path), f"mean return {mean_ret:.1f}"))
     bc_cfg = cfg.replace(bc={"num_epochs": min(cfg.bc.num_epochs, ALL_BC_EPOCHS)})
-    rows += run_supervised(bc_cfg, args, trajectories=demos)
+    rows += run_supervised(bc_cfg, request, trajectories=demos)
     bc_row = rows[-1]
     from robot_training.supervised_learning.bc import BehavioralCloning
 
     bc = BehavioralCloning().load(bc_row.checkpoint)
     rows[-1] = bc_row._replace(metric=bc_row.metric + f", eval return {evaluate_policy(bc, cfg.training.env, cfg.training.eval_episodes):.1f}")
     for name, fn in (("world_model", run_world_model), ("dreamer", run_dreamer)):
-        rows += fn(cfg, args, trajectories=demos)
+        rows += fn(cfg, request, trajectories=demos)
         if name == "dreamer":  # trained offline on the demonstrations: how does it act?
             from robot_training.reinforcement_learning.dreamer import DreamerAgent
 
@@ -438,16 +490,15 @@ def run_all(cfg, args) -> List[Row]:
 DISTRIBUTED_MODES = ("supervised", "world_model", "dreamer")
 
 
-def start_distributed(cfg, args):
+def start_distributed(cfg, request: RunRequest):
     """Under torchrun: check the mode, join the process group; ``cfg`` with this rank's device."""
-    if args.mode not in DISTRIBUTED_MODES or (args.mode == "dreamer" and not args.data):
-        online = " without --data" if args.mode == "dreamer" else ""
-        raise UsageError(f"--mode {args.mode}{online} does not run under torchrun "
+    if request.mode not in DISTRIBUTED_MODES or (request.mode == "dreamer" and not request.data):
+        online = " without --data" if request.mode == "dreamer" else ""
+        raise UsageError(f"--mode {request.mode}{online} does not run under torchrun "
                          "(distributed: --mode supervised, world_model, or dreamer with --data)")
     from robot_training.config import resolve_device
 
     device = distributed.init(resolve_device(cfg.training.device))
-    args.device = device  # the learners apply --device over the config
     return cfg.replace(training={"device": device})
 
 
@@ -519,7 +570,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     errors = _user_errors()
     started = time.time()
     try:
-        cfg = config_from_args(args)
+        cfg, request = prepare_run(vars(args))
         from robot_training.config import resolve_device
 
         resolve_device(cfg.training.device)
@@ -527,18 +578,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             import torch
 
             torch.set_num_threads(cfg.training.torch_threads)
-        if args.resume and args.mode == "all":
+        if request.resume and request.mode == "all":
             raise UsageError("--resume works with a single --mode (policy or supervised)")
         if distributed.launched():
-            cfg = start_distributed(cfg, args)
+            cfg = start_distributed(cfg, request)
         if distributed.is_main():
             check_output_folders(cfg)
-        if args.mode == "online":  # the loop stops itself on signals
-            rows = MODES[args.mode](cfg, args)
+        if request.mode == "online":  # the loop stops itself on signals
+            rows = MODES[request.mode](cfg, request)
         else:
             stop = threading.Event()
             with _signals_stop(stop), stop_between_updates(stop):
-                rows = MODES[args.mode](cfg, args)
+                rows = MODES[request.mode](cfg, request)
     except TrainingStopped as stopped:
         if distributed.is_main():
             print(f"train: {describe_stop(stopped, cfg.training.checkpoint_dir, started)}", file=sys.stderr, flush=True)

@@ -89,7 +89,7 @@ from robot_training.data.bag_reader import (  # noqa: F401 - BagError and open_r
     open_reader,
     storage_problem,
 )
-from robot_training.data.converters import ConversionError, NotReady, stamp_ns
+from robot_training.data.converters import ConversionError, NotReady
 from robot_training.data.interface import (
     EPISODE_EVENT_TYPE,
     InterfaceDescription,
@@ -98,14 +98,20 @@ from robot_training.data.interface import (
     load_interface,
 )
 from robot_training.data.trajectory import Trajectory
+from robot_training.recording.episode_meta import (
+    EVENT_END,
+    EVENT_RESET,
+    EVENT_START,
+    INTERFACE_CUSTOM_KEY,
+    INTERFACE_FILE,
+    SIDECAR,
+    STATUS_RECORDING,
+    read_sidecar,
+)
 
 PathLike = Union[str, os.PathLike]
 
 CACHE_VERSION = 2  # 2: timestamps stored as int64 ns
-SIDECAR = "episode.yaml"
-INTERFACE_FILE = "interface.yaml"
-INTERFACE_CUSTOM_KEY = "robot_training.interface"
-EVENT_START, EVENT_END, EVENT_RESET = 0, 1, 2
 
 
 # ----------------------------------------------------------------------------- finding bags
@@ -164,7 +170,7 @@ def _looks_like_unfinished_bag(d: Path) -> bool:
 
 def _complete_bag_without_metadata(d: Path) -> bool:
     """A bag folder without ``metadata.yaml`` whose storage files are complete (read directly, no repair)."""
-    if (d / "metadata.yaml").exists() or _read_sidecar(d).get("status") == "recording":
+    if (d / "metadata.yaml").exists() or read_sidecar(d).get("status") == STATUS_RECORDING:
         return False
     files = _own_storage_files(d)
     return bool(files) and not any(storage_problem(f) for f in files)
@@ -213,23 +219,6 @@ def _check_topics(bag: Path, reader, interface: InterfaceDescription):
     return {t: [c for c in by_topic[t] if c.msgtype == m] for t, m in needed if t in by_topic}
 
 
-def message_time_ns(msg, received_ns: int) -> int:
-    """When a message counts as taken, for alignment: its header stamp, else the bag's receive
-    time (the parity player picks each tick's messages by this same rule)."""
-    t = stamp_ns(msg)
-    return received_ns if t is None else t
-
-
-def decoder_for(bag: Path, reader, conn, sample: bytes):
-    """``reader.decoder`` with its failure as one :class:`BagError` line naming bag and topic."""
-    from robot_training.recording.typestore import DecodeError  # noqa: PLC0415
-
-    try:
-        return reader.decoder(conn, sample)
-    except DecodeError as exc:
-        raise BagError(f"{bag}: topic {conn.topic}: {exc}") from None
-
-
 def _warn(lines: Sequence[str]) -> None:
     for line in lines:
         warnings.warn(line, BagWarning, stacklevel=3)
@@ -259,40 +248,26 @@ def _read_bag(bag: Path, interface: InterfaceDescription) -> Tuple[Dict[str, _To
         times: Dict[str, List[int]] = {t: [] for t in conns_by_topic}
         values: Dict[str, Dict[str, list]] = {t: {n: [] for n, _ in per_topic.get(t, ())} for t in conns_by_topic}
         ev_t, ev_k, ev_id, ev_reason = [], [], [], []
-        # per connection: [decode, topic, msgtype, times, [(values list, converter, stream name)]]
-        slots = {c.id: [None, c.topic, c.msgtype, times[c.topic],
-                        [(values[c.topic][n], fn, n) for n, fn in per_topic.get(c.topic, ())]] for c in conn_list}
-        counts = dict.fromkeys(slots, 0)
-        conns = reader.connections
-        for batch in reader.batches(conn_list):
-            for cid, t_recv, raw in batch:
-                slot = slots[cid]
-                decode, topic = slot[0], slot[1]
-                if decode is None:
-                    decode = slot[0] = decoder_for(bag, reader, conns[cid], raw)
+        # per connection: (topic, times, [(values list, converter, stream name)])
+        slots = {c.id: (c.topic, times[c.topic], [(values[c.topic][n], fn, n) for n, fn in per_topic.get(c.topic, ())])
+                 for c in conn_list}
+        for conn, t, _, _, msg in reader.decoded(conn_list):
+            topic, out_times, outs = slots[conn.id]
+            if topic == event_topic:
+                ev_t.append(t)
+                ev_k.append(int(msg.event))
+                ev_id.append(int(msg.episode_id))
+                ev_reason.append(str(msg.reason))
+                continue
+            if topic in held:  # a pose from /tf: fed in time order by _replay_stateful
+                held[topic].append((t, msg))
+                continue
+            out_times.append(t)
+            for out, fn, name in outs:
                 try:
-                    msg = decode(raw)
-                except Exception as exc:  # noqa: BLE001 - struct.error, ValueError, ... from the decoder
-                    raise BagError(f"{bag}: message on {topic} at {t_recv} ns does not decode as {slot[2]} "
-                                   f"({type(exc).__name__}: {exc})") from None
-                counts[cid] += 1
-                t = message_time_ns(msg, t_recv)
-                if topic == event_topic:
-                    ev_t.append(t)
-                    ev_k.append(int(msg.event))
-                    ev_id.append(int(msg.episode_id))
-                    ev_reason.append(str(msg.reason))
-                    continue
-                if topic in held:  # a pose from /tf: fed in time order by _replay_stateful
-                    held[topic].append((t, msg))
-                    continue
-                slot[3].append(t)
-                for out, fn, name in slot[4]:
-                    try:
-                        out.append(fn(msg))
-                    except ConversionError as exc:
-                        raise BagError(f"{bag}: {topic} (stream '{name}') at {t} ns: {exc}") from None
-        reader.check_counts(counts)
+                    out.append(fn(msg))
+                except ConversionError as exc:
+                    raise BagError(f"{bag}: {topic} (stream '{name}') at {t} ns: {exc}") from None
         _warn(reader.warnings)
         custom = dict(reader.custom_data)
     if held:
@@ -618,16 +593,6 @@ def find_interface(path: PathLike, bags: Sequence[Path]) -> InterfaceDescription
     )
 
 
-def _read_sidecar(bag: Path) -> dict:
-    """The recorder's ``episode.yaml`` of a bag folder (or of the folder of a bag file); {} if none."""
-    path = (bag if bag.is_dir() else bag.parent) / SIDECAR
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -691,7 +656,7 @@ def load_bag_dataset(
 
 def _load_one(bag: Path, desc: InterfaceDescription, cache_root: Optional[Path], options: dict,
               check_fingerprint: bool):
-    sidecar = _read_sidecar(bag)
+    sidecar = read_sidecar(bag)
     recorded = sidecar.get("interface_fingerprint")
     if check_fingerprint and recorded and recorded != desc.fingerprint:
         raise BagError(

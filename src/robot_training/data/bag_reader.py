@@ -27,7 +27,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -508,10 +508,61 @@ class BagReader:
             raise BagError(f'{f.shown}: not a readable rosbag2 bag (a message does not decompress: {exc})') from None
 
     def messages(self, connections: Optional[Sequence[Connection]] = None) -> Iterator[Tuple[Connection, int, bytes]]:
+        """``(connection, receive time ns, raw CDR)``, undecoded, in storage order."""
         conns = self.connections
         for batch in self.batches(connections):
             for i, t, raw in batch:
                 yield conns[i], t, raw
+
+    def decoded(self, connections: Optional[Sequence[Connection]] = None,
+                undecodable: Optional[Dict[int, Exception]] = None
+                ) -> Iterator[Tuple[Connection, int, int, bytes, Any]]:
+        """The bag-message iterator of the suite (dataset builder, ``bags info``, parity player):
+        ``(connection, time ns, receive time ns, raw CDR, message)`` of ``connections`` (default:
+        all), in storage order (not sorted by time).
+
+        ``time`` is the message's header stamp when it has a non-zero one (a ``TFMessage``: its
+        newest transform's), else the bag's receive time: the time the dataset aligns by and the
+        parity player picks each tick's messages by. Each connection's decoder is looked up on
+        its first message (:meth:`decoder`). A topic without a decoder, or a message that does
+        not decode, is a :class:`BagError` naming bag and topic; with ``undecodable`` a dict, the
+        exception is stored there instead (``{connection id: exception}``, the first one) and
+        that connection's messages, this one included, are yielded with message None at their
+        receive time. Once every message is read, the counts are checked against
+        ``metadata.yaml`` (:meth:`check_counts`, warnings in :attr:`warnings`)."""
+        from robot_training.data.converters import stamp_ns  # noqa: PLC0415 - the storage reader alone needs none
+        from robot_training.recording.typestore import DecodeError  # noqa: PLC0415
+
+        conns = self.connections
+        decoders: Dict[int, Any] = {}  # id -> decode function, or False: not decodable
+        counts = dict.fromkeys((c.id for c in (conns if connections is None else connections)), 0)
+        for batch in self.batches(connections):
+            for cid, t_recv, raw in batch:
+                decode = decoders.get(cid)
+                if decode is None:
+                    try:
+                        decode = decoders[cid] = self.decoder(conns[cid], raw)
+                    except DecodeError as exc:
+                        if undecodable is None:
+                            raise BagError(f'{self.path}: topic {conns[cid].topic}: {exc}') from None
+                        undecodable[cid] = exc
+                        decode = decoders[cid] = False
+                counts[cid] += 1
+                if decode is False:
+                    yield conns[cid], t_recv, t_recv, raw, None
+                    continue
+                try:
+                    msg = decode(raw)
+                except Exception as exc:  # noqa: BLE001 - struct.error, ValueError, ... from the decoder
+                    if undecodable is None:
+                        raise BagError(f'{self.path}: message on {conns[cid].topic} at {t_recv} ns does not decode '
+                                       f'as {conns[cid].msgtype} ({type(exc).__name__}: {exc})') from None
+                    undecodable[cid], decoders[cid] = exc, False
+                    yield conns[cid], t_recv, t_recv, raw, None
+                    continue
+                stamp = stamp_ns(msg)
+                yield conns[cid], t_recv if stamp is None else stamp, t_recv, raw, msg
+        self.check_counts(counts)
 
     def decoder(self, conn: Connection, sample: bytes):
         """The function decoding ``conn``'s messages (see :class:`~robot_training.recording.typestore.TypeCatalog`);

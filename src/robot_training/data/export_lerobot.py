@@ -71,7 +71,6 @@ DATA_FILE_SIZE_MB = 100     # a data file is closed once it holds about this muc
 VIDEO_FILE_SIZE_MB = 200    # written to info.json for readers; no videos are written
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 INSTALL_COMMAND = "pip install -r requirements/lerobot.txt"
 SETUP_COMMAND = "ROBOT_TRAINING_EXTRAS=lerobot make setup"

@@ -69,9 +69,9 @@ from robot_training.data.converters import (
     Options,
     clip_action,
     make_converter,
-    stamp_ns,
 )
 from robot_training.data.rewards import REWARD_FUNCTIONS
+from robot_training.recording.episode_meta import EPISODE_EVENT_TYPE, TERMINAL_REASONS
 
 __all__ = [
     "EPISODE_EVENT_TYPE",
@@ -84,7 +84,6 @@ __all__ = [
     "interface_from_dict",
 ]
 
-EPISODE_EVENT_TYPE = "robot_training_msgs/msg/EpisodeEvent"
 REWARD_TOPIC_TYPES = ("std_msgs/msg/Float64", "std_msgs/msg/Float32")
 
 
@@ -163,7 +162,7 @@ class EpisodeSpec:
 
     source: str
     topic: Optional[str] = None
-    terminal_reasons: Tuple[str, ...] = ("terminated", "success", "failure")
+    terminal_reasons: Tuple[str, ...] = TERMINAL_REASONS
 
     def canonical(self) -> Dict[str, Any]:
         if self.source == "event":
@@ -305,12 +304,6 @@ class InterfaceDescription:
         same converters and :meth:`assemble_observation`, so both give identical arrays.
         """
         return self.assemble_observation(self.observation_arrays(latest))
-
-    def observation_stamp_ns(self, latest: Mapping[str, Any]) -> Optional[int]:
-        """Oldest header stamp among the observed messages (None when none has a stamp)."""
-        stamps = [stamp_ns(latest[s.topic]) for s in self.observations if s.topic in latest]
-        stamps = [t for t in stamps if t is not None]
-        return min(stamps) if stamps else None
 
     def action_from_message(self, msg) -> np.ndarray:
         """The action vector a recorded command carries (not clipped: the dataset shows what was sent)."""
@@ -459,6 +452,6 @@ def _parse_episodes(data: Mapping, where: str) -> EpisodeSpec:
     topic = _topic(opts)
     msgtype = opts.get("type", str, EPISODE_EVENT_TYPE, choices=(EPISODE_EVENT_TYPE,))
     del msgtype
-    reasons = opts.str_list("terminal_reasons", ["terminated", "success", "failure"], allow_empty=True)
+    reasons = opts.str_list("terminal_reasons", list(TERMINAL_REASONS), allow_empty=True)
     opts.finish()
     return EpisodeSpec("event", topic=topic, terminal_reasons=tuple(reasons))

@@ -38,7 +38,7 @@ import json
 import os
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Union
 
 import numpy as np
 
@@ -208,12 +208,6 @@ def _slice_obs(obs: Observation, start: int, stop: int) -> Observation:
     if isinstance(obs, dict):
         return {k: v[start:stop] for k, v in obs.items()}
     return obs[start:stop]
-
-
-def concatenate_observations(parts: Sequence[Observation]) -> Observation:
-    if isinstance(parts[0], dict):
-        return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
-    return np.concatenate(list(parts), axis=0)
 
 
 # ------------------------------------------------------------------------- files

@@ -61,8 +61,9 @@ class EpisodePlayback:
 
 
 def _raw_streams(bag: Path, interface) -> Dict[str, Tuple[np.ndarray, List[bytes], str]]:
-    """Per observation topic: message times (the dataset's rule), raw bytes, msgtype."""
-    from robot_training.data.bag_dataset import _check_topics, decoder_for, message_time_ns, open_reader
+    """Per observation topic: message times (the dataset's rule: the bag-message iterator's), raw
+    bytes, msgtype."""
+    from robot_training.data.bag_dataset import _check_topics, open_reader
 
     with open_reader(bag) as reader:
         conns = _check_topics(bag, reader, interface)
@@ -71,11 +72,8 @@ def _raw_streams(bag: Path, interface) -> Dict[str, Tuple[np.ndarray, List[bytes
         times: Dict[str, List[int]] = {t: [] for t in topics}
         raws: Dict[str, List[bytes]] = {t: [] for t in topics}
         types = {c.topic: c.msgtype for c in wanted}
-        decoders = {}
-        for conn, t_recv, raw in reader.messages(wanted):
-            if conn.id not in decoders:
-                decoders[conn.id] = decoder_for(bag, reader, conn, raw)
-            times[conn.topic].append(message_time_ns(decoders[conn.id](raw), t_recv))
+        for conn, t, _, raw, _ in reader.decoded(wanted):
+            times[conn.topic].append(t)
             raws[conn.topic].append(bytes(raw))
     out = {}
     for topic in topics:

@@ -57,12 +57,20 @@ def imu(state: RobotState, factory: Factory, stamp_ns: int, period_s: float) -> 
     return msg
 
 
-def laser_scan(state: RobotState, factory: Factory, stamp_ns: int, period_s: float) -> Any:
-    if state.scan is None:
-        raise ValueError("this robot has no rangefinder: the interface's LaserScan stream cannot be served")
-    ranges = np.asarray(state.scan, dtype=np.float32)
+def _sensor_message(reading, missing: str, dtype, factory: Factory, frame: str,
+                    stamp_ns: int) -> Tuple[np.ndarray, Any]:
+    """``(reading as a contiguous array, a new message stamped in the sensor's frame)``;
+    ``ValueError(missing)`` when the robot has no such sensor (``reading`` None)."""
+    if reading is None:
+        raise ValueError(missing)
     msg = factory()
-    _header(msg, SCAN_FRAME, stamp_ns)
+    _header(msg, frame, stamp_ns)
+    return np.ascontiguousarray(reading, dtype=dtype), msg
+
+
+def laser_scan(state: RobotState, factory: Factory, stamp_ns: int, period_s: float) -> Any:
+    ranges, msg = _sensor_message(state.scan, "this robot has no rangefinder: the interface's LaserScan stream "
+                                  "cannot be served", np.float32, factory, SCAN_FRAME, stamp_ns)
     msg.angle_min, msg.angle_max = float(state.scan_angle_min), float(state.scan_angle_max)
     msg.angle_increment = float((state.scan_angle_max - state.scan_angle_min) / max(len(ranges) - 1, 1))
     msg.time_increment = 0.0
@@ -82,11 +90,8 @@ def goal_pose(state: RobotState, factory: Factory, stamp_ns: int, period_s: floa
 
 
 def image(state: RobotState, factory: Factory, stamp_ns: int, period_s: float) -> Any:
-    if state.image is None:
-        raise ValueError("this robot has no camera (make the env with camera: true)")
-    pixels = np.ascontiguousarray(state.image, dtype=np.uint8)
-    msg = factory()
-    _header(msg, CAMERA_FRAME, stamp_ns)
+    pixels, msg = _sensor_message(state.image, "this robot has no camera (make the env with camera: true)",
+                                  np.uint8, factory, CAMERA_FRAME, stamp_ns)
     msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
     msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, int(pixels.shape[1] * 3)
     current = msg.data

@@ -35,8 +35,7 @@ import numpy as np
 
 from robot_training.envs import robot_messages
 from robot_training.envs.make import make_env
-
-EVENT_START, EVENT_END, EVENT_RESET = 0, 1, 2
+from robot_training.recording.episode_meta import EVENT_END, EVENT_RESET, EVENT_START
 
 
 class SimError(ValueError):

@@ -91,7 +91,7 @@ class DreamerOnline:
         return len(self.trainer.replay) >= 2
 
     def update(self) -> Dict[str, float]:
-        return self.trainer.update()
+        return self.trainer.train_step()
 
     @property
     def updates(self) -> int:

@@ -1,8 +1,10 @@
 """Proximal Policy Optimization (clipped surrogate, GAE), continuous or discrete actions.
 
 Read top to bottom: the network, then :class:`PPO` with ``learn`` (collect a rollout from
-vector envs, compute GAE advantages, several epochs of minibatch updates), ``predict``,
-and the explicit checkpoint payload (``state_dict`` / ``load_state_dict``).
+vector envs, compute GAE advantages, then ``train_step``: several epochs of minibatch
+updates on that rollout batch), ``predict``, and the checkpoint payload (``payload`` /
+``load_payload``). The vector envs' stepping, ``state_dict`` / ``load_state_dict``,
+``save`` / ``load`` and ``from_state`` are :class:`robot_training.policies.common.VectorEnvLearner`'s.
 
 Hyperparameters are ``Config.policy`` (:class:`robot_training.config.PolicyConfig`).
 Time-limit truncations are bootstrapped: the reward of a truncated step gets
@@ -12,7 +14,6 @@ Time-limit truncations are bootstrapped: the reward of a truncated step gets
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable, Dict, NamedTuple, Optional
 
 import gymnasium as gym
@@ -20,9 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_training.checkpoint import rng_state, set_rng_state
-from robot_training.config import Config, PolicyConfig
-from robot_training.envs.make import EnvSpec, final_observations, make_vector_env, space_from_spec, space_spec
+from robot_training.config import PolicyConfig
 from robot_training.networks.distributions import (
     categorical_entropy,
     categorical_log_prob,
@@ -32,8 +31,7 @@ from robot_training.networks.distributions import (
 )
 from robot_training.networks.mlp import mlp
 from robot_training.networks.normalization import RunningNorm
-from robot_training.policies.common import EpisodeStats, as_batch
-from robot_training.utils.logging import RunLogger, progress
+from robot_training.policies.common import DeployedPolicy, EnvLoop, Transition, VectorEnvLearner, as_batch
 
 
 def _orthogonal(module: nn.Sequential, hidden_gain: float, out_gain: float) -> nn.Sequential:
@@ -90,6 +88,22 @@ class ActorCritic(nn.Module):
         return gaussian_log_prob(actions, out, log_std), gaussian_entropy(log_std), self.value(nobs)
 
 
+class _RolloutBuffers(NamedTuple):
+    """One rollout's ``(num_steps, num_envs, ...)`` tensors, in :meth:`PPO._advantages`' order."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logp: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    ends: torch.Tensor
+
+    @classmethod
+    def make(cls, n_steps: int, n_envs: int, obs_shape, act_shape, device) -> "_RolloutBuffers":
+        shapes = ((*obs_shape,), (*act_shape,), (), (), (), ())
+        return cls(*(torch.zeros((n_steps, n_envs, *shape), device=device) for shape in shapes))
+
+
 class RolloutBatch(NamedTuple):
     observations: torch.Tensor
     actions: torch.Tensor
@@ -99,29 +113,19 @@ class RolloutBatch(NamedTuple):
     values: torch.Tensor
 
 
-class PPO:
-    """PPO over ``observation_space``/``action_space``; ``learn`` needs an ``env``."""
+class PPO(VectorEnvLearner):
+    """PPO over ``observation_space``/``action_space``; ``learn`` needs an ``env``. Built with
+    ``(observation_space, action_space, config=None, env=None, seed=0, device="cpu", logger=None)``."""
 
     algorithm = "ppo"
+    counters = ("num_timesteps", "iteration")
+    cfg: PolicyConfig
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Optional[Config] = None,
-                 env: Optional[EnvSpec] = None, seed: int = 0, device: str = "cpu",
-                 logger: Optional[RunLogger] = None):
-        self.config = config or Config()
-        self.cfg: PolicyConfig = self.config.policy
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-            raise ValueError(f"PPO needs a flat Box observation space, got {observation_space}")
-        self.observation_space, self.action_space = observation_space, action_space
-        self.env_spec, self.seed, self.device = env, int(seed), torch.device(device)
-        self.logger = logger
-        self.model = ActorCritic(observation_space.shape[0], action_space, self.cfg.hidden_dim,
+    def build(self) -> None:
+        self.model = ActorCritic(self.observation_space.shape[0], self.action_space, self.cfg.hidden_dim,
                                  self.cfg.num_layers, self.cfg.norm_obs).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate, eps=1e-5)
-        self.num_timesteps = 0
-        self.iteration = 0
         self.ret_norm = RunningNorm(())  # running variance of discounted returns (norm_reward)
-        self.np_rng = np.random.default_rng(self.seed)
-        self._envs = None
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
@@ -147,88 +151,59 @@ class PPO:
         ``callback(self)`` runs after every update; returning ``False`` stops. A resumed
         model continues towards the same total.
         """
-        if self.env_spec is None:
-            raise ValueError("PPO.learn needs an environment: pass env= (a Gymnasium id or factory)")
-        cfg, dev = self.cfg, self.device
-        n_envs, n_steps = cfg.num_envs, cfg.num_steps
-        batch_size = n_envs * n_steps
-        minibatch = max(1, batch_size // cfg.num_minibatches)
-        if self._envs is None:
-            self._envs = make_vector_env(self.env_spec, n_envs)
-        envs = self._envs
-        obs_np, _ = envs.reset(seed=self.seed + self.iteration * 7919)
-        envs.action_space.seed(self.seed + self.iteration)
-        stats = EpisodeStats(n_envs)
-        disc_returns = np.zeros(n_envs)
-        obs_shape = self.observation_space.shape
-        act_shape = () if self.model.discrete else (int(np.prod(self.action_space.shape)),)
-        b_obs = torch.zeros((n_steps, n_envs, *obs_shape), device=dev)
-        b_actions = torch.zeros((n_steps, n_envs, *act_shape), device=dev)
-        b_logp = torch.zeros((n_steps, n_envs), device=dev)
-        b_values = torch.zeros((n_steps, n_envs), device=dev)
-        b_rewards = torch.zeros((n_steps, n_envs), device=dev)
-        b_ends = torch.zeros((n_steps, n_envs), device=dev)
-        bar = progress(total_timesteps, "ppo", enabled=progress_bar)
-        bar.update(self.num_timesteps)
-        start_time, start_steps = time.time(), self.num_timesteps
-        gamma = cfg.gamma
-        try:
-            while self.num_timesteps < total_timesteps:
-                if cfg.anneal_lr:
-                    frac = max(1.0 - self.num_timesteps / max(total_timesteps, 1), 0.0)
-                    self.optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
-                # ---- rollout
-                for t in range(n_steps):
-                    if cfg.norm_obs:
-                        self.model.obs_norm.update(obs_np)
-                    with torch.no_grad():
-                        nobs = self.model.normalize(torch.as_tensor(obs_np, dtype=torch.float32, device=dev))
-                        action, logp, value = self.model.act(nobs)
-                    b_obs[t], b_actions[t], b_logp[t], b_values[t] = nobs, action, logp, value
-                    obs_np, reward, term, trunc, infos = envs.step(self._to_env_action(action))
-                    done = term | trunc
-                    reward = np.asarray(reward, dtype=np.float64)
-                    for ret, length in stats.step(reward, done):
-                        self._log_episode(ret, length, bar)
-                    if cfg.norm_reward:
-                        disc_returns = disc_returns * gamma + reward
-                        self.ret_norm.update(disc_returns)
-                        reward = reward / math.sqrt(float(self.ret_norm.var) + 1e-8)
-                        disc_returns[done] = 0.0
-                    if trunc.any():  # bootstrap the time-limit cut with V(final observation)
-                        real_next = final_observations(obs_np, infos, done)
-                        idx = np.nonzero(trunc & ~term)[0]
-                        if len(idx):
-                            with torch.no_grad():
-                                nfin = self.model.normalize(torch.as_tensor(real_next[idx], dtype=torch.float32,
-                                                                            device=dev))
-                                reward[idx] += gamma * self.model.value(nfin).cpu().numpy()
-                    b_rewards[t] = torch.as_tensor(reward, dtype=torch.float32, device=dev)
-                    b_ends[t] = torch.as_tensor(done, dtype=torch.float32, device=dev)
-                    self.num_timesteps += n_envs
-                    bar.update(n_envs)
-                with torch.no_grad():
-                    next_value = self.model.value(
-                        self.model.normalize(torch.as_tensor(obs_np, dtype=torch.float32, device=dev)))
-                batch = self._advantages(b_obs, b_actions, b_logp, b_values, b_rewards, b_ends, next_value)
-                losses = self._update(batch, minibatch)
-                self.iteration += 1
-                if self.logger is not None:
-                    sps = (self.num_timesteps - start_steps) / max(time.time() - start_time, 1e-9)
-                    self.logger.scalars(losses, self.num_timesteps, prefix="losses/")
-                    self.logger.scalar("charts/learning_rate", self.optimizer.param_groups[0]["lr"], self.num_timesteps)
-                    self.logger.scalar("charts/SPS", sps, self.num_timesteps)
-                if callback is not None and callback(self) is False:
-                    break
-        finally:
-            bar.close()
+        cfg = self.cfg
+        loop = EnvLoop(self, cfg.num_envs, total_timesteps, self.seed + self.iteration * 7919, progress_bar)
+        loop.envs.action_space.seed(self.seed + self.iteration)
+        buffers = _RolloutBuffers.make(cfg.num_steps, cfg.num_envs, self.observation_space.shape,
+                                  () if self.model.discrete else (int(np.prod(self.action_space.shape)),),
+                                  self.device)
+        disc_returns = np.zeros(cfg.num_envs)
+
+        def iteration() -> None:
+            nonlocal disc_returns
+            if cfg.anneal_lr:
+                frac = max(1.0 - self.num_timesteps / max(total_timesteps, 1), 0.0)
+                self.optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
+            disc_returns = self._rollout(loop, buffers, disc_returns)
+            losses = self.train_step(self._advantages(*buffers, self._value(loop.observations)))
+            self.iteration += 1
+            if self.logger is not None:
+                self.logger.scalars(losses, self.num_timesteps, prefix="losses/")
+                self.logger.scalar("charts/learning_rate", self.optimizer.param_groups[0]["lr"], self.num_timesteps)
+                self.logger.scalar("charts/SPS", loop.steps_per_second(), self.num_timesteps)
+
+        loop.run(iteration, callback)
         return self
 
-    def _log_episode(self, ret: float, length: int, bar) -> None:
-        if self.logger is not None:
-            self.logger.scalar("charts/episodic_return", ret, self.num_timesteps)
-            self.logger.scalar("charts/episodic_length", length, self.num_timesteps)
-        bar.set_postfix(ep_return=f"{ret:.1f}", refresh=False)
+    @torch.no_grad()
+    def _value(self, obs_np: np.ndarray) -> torch.Tensor:
+        return self.model.value(self.model.normalize(torch.as_tensor(obs_np, dtype=torch.float32, device=self.device)))
+
+    def _rollout(self, loop: EnvLoop, b: "_RolloutBuffers", disc_returns: np.ndarray) -> np.ndarray:
+        """``num_steps`` steps of the current policy into ``b`` (rewards normalised and
+        time-limit cuts bootstrapped); returns the running discounted returns."""
+        cfg, dev, gamma = self.cfg, self.device, self.cfg.gamma
+        for t in range(cfg.num_steps):
+            if cfg.norm_obs:
+                self.model.obs_norm.update(loop.observations)
+            with torch.no_grad():
+                nobs = self.model.normalize(torch.as_tensor(loop.observations, dtype=torch.float32, device=dev))
+                action, logp, value = self.model.act(nobs)
+            b.obs[t], b.actions[t], b.logp[t], b.values[t] = nobs, action, logp, value
+            step: Transition = loop.step(self._to_env_action(action))
+            reward = np.asarray(step.rewards, dtype=np.float64)
+            if cfg.norm_reward:
+                disc_returns = disc_returns * gamma + reward
+                self.ret_norm.update(disc_returns)
+                reward = reward / math.sqrt(float(self.ret_norm.var) + 1e-8)
+                disc_returns[step.dones] = 0.0
+            if step.truncated.any():  # bootstrap the time-limit cut with V(final observation)
+                idx = np.nonzero(step.truncated & ~step.terminated)[0]
+                if len(idx):
+                    reward[idx] += gamma * self._value(step.final_observations()[idx]).cpu().numpy()
+            b.rewards[t] = torch.as_tensor(reward, dtype=torch.float32, device=dev)
+            b.ends[t] = torch.as_tensor(step.dones, dtype=torch.float32, device=dev)
+        return disc_returns
 
     def _advantages(self, obs, actions, logp, values, rewards, ends, next_value) -> RolloutBatch:
         cfg = self.cfg
@@ -245,9 +220,12 @@ class PPO:
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
         return RolloutBatch(flat(obs), flat(actions), flat(logp), flat(adv), flat(returns), flat(values))
 
-    def _update(self, b: RolloutBatch, minibatch: int) -> Dict[str, float]:
+    def train_step(self, b: RolloutBatch) -> Dict[str, float]:
+        """One PPO update on a rollout batch: ``update_epochs`` epochs of ``num_minibatches``
+        clipped-surrogate minibatch steps (stopping early past ``target_kl``); the mean losses."""
         cfg = self.cfg
         n = b.observations.shape[0]
+        minibatch = max(1, n // cfg.num_minibatches)
         sums = torch.zeros(6)
         count = 0
         stop = False
@@ -291,56 +269,25 @@ class PPO:
                 "clipfrac": means[4], "total_loss": means[5], "explained_variance": explained}
 
     # ------------------------------------------------------------------ checkpoint payload
-    def state_dict(self) -> dict:
-        """Everything needed to resume: weights, optimiser, normalisers, counters, RNG states."""
-        return {
-            "algorithm": self.algorithm,
-            "observation_space": space_spec(self.observation_space),
-            "action_space": space_spec(self.action_space),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "return_norm": self.ret_norm.state_dict(),
-            "num_timesteps": self.num_timesteps,
-            "iteration": self.iteration,
-            "seed": self.seed,
-            "rng": rng_state(self.np_rng),
-        }
+    def payload(self) -> dict:
+        """Weights, optimiser and normalisers (the base adds spaces, counters, seed, RNG state)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "return_norm": self.ret_norm.state_dict()}
 
-    def load_state_dict(self, state: dict, restore_rng: bool = True) -> None:
+    def load_payload(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ret_norm.load_state_dict(state["return_norm"])
-        self.num_timesteps = int(state["num_timesteps"])
-        self.iteration = int(state["iteration"])
-        if restore_rng:
-            set_rng_state(state["rng"], self.np_rng)
-
-    @classmethod
-    def from_state(cls, state: dict, config: Config, env: Optional[EnvSpec] = None, device: str = "cpu",
-                   logger: Optional[RunLogger] = None) -> "PPO":
-        algo = cls(space_from_spec(state["observation_space"]), space_from_spec(state["action_space"]),
-                   config=config, env=env, seed=int(state.get("seed", 0)), device=device, logger=logger)
-        algo.load_state_dict(state)
-        return algo
-
-    def close(self) -> None:
-        if self._envs is not None:
-            self._envs.close()
-            self._envs = None
 
 
-class PPOPolicy:
+class PPOPolicy(DeployedPolicy):
     """What acting with a PPO checkpoint needs: the actor-critic network (its observation
-    normaliser inside) and the spaces, no optimiser or return normaliser. ``predict`` is
-    :meth:`PPO.predict`; the deploy loader builds this, not a trainer."""
+    normaliser inside) and the spaces, no optimiser or return normaliser. ``PPOPolicy(state,
+    config, device="cpu")``; ``predict`` is :meth:`PPO.predict`."""
 
     algorithm = "ppo"
 
-    def __init__(self, state: dict, config: Config, device: str = "cpu"):
-        self.observation_space = space_from_spec(state["observation_space"])
-        self.action_space = space_from_spec(state["action_space"])
-        self.device = torch.device(device)
-        cfg: PolicyConfig = config.policy
+    def build(self, state: dict, cfg: PolicyConfig) -> None:
         self.model = ActorCritic(self.observation_space.shape[0], self.action_space, cfg.hidden_dim,
                                  cfg.num_layers, cfg.norm_obs).to(self.device)
         self.model.load_state_dict(state["model"])

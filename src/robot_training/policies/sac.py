@@ -2,21 +2,22 @@
 Gaussian actor, replay buffer.
 
 Read top to bottom: the networks (the twin Q functions are one batched ensemble, so both are
-evaluated and updated by a single ``baddbmm`` per layer), then :class:`SAC` with ``learn``
-(one env step, then ``updates_per_step`` gradient updates), ``predict`` and the explicit
-checkpoint payload. Hyperparameters are ``Config.sac``
-(:class:`robot_training.config.SACConfig`); ``policy_frequency`` delays the actor update
-(and then runs that many actor updates, so their total count is unchanged).
+evaluated and updated by a single ``baddbmm`` per layer), then :class:`SAC`: ``explore``,
+``train_step``, ``predict`` and the checkpoint payload. ``learn`` (one env step, then
+``updates_per_step`` calls of ``train_step``), ``save`` / ``load`` and the replay's side
+file are the off-policy learner's (:class:`robot_training.policies.common.OffPolicyLearner`).
+Hyperparameters are ``Config.sac`` (:class:`robot_training.config.SACConfig`);
+``policy_frequency`` delays the actor update (and then runs that many actor updates, so
+their total count is unchanged).
 
 The replay buffer is not in the checkpoint file: ``save_replay``/``load_replay`` write it
-to an ``.npz`` file beside it (the trainer does this for every checkpoint).
+to an ``.npz`` file beside it (``save`` does this for every checkpoint).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from typing import Callable, Dict, Optional
+from typing import Dict
 
 import gymnasium as gym
 import numpy as np
@@ -24,14 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_training.checkpoint import rng_state, set_rng_state
-from robot_training.config import Config, SACConfig
+from robot_training.config import SACConfig
 from robot_training.data.replay import ReplayBatch, ReplayBuffer
-from robot_training.envs.make import EnvSpec, final_observations, make_vector_env, space_from_spec, space_spec
 from robot_training.networks.distributions import tanh_gaussian_sample
 from robot_training.networks.mlp import mlp
-from robot_training.policies.common import EpisodeStats, as_batch
-from robot_training.utils.logging import RunLogger, progress
+from robot_training.policies.common import DeployedPolicy, OffPolicyLearner, as_batch
 from robot_training.utils.precision import autocast, check_precision
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -100,26 +98,19 @@ class Actor(nn.Module):
         return torch.tanh(mean) * self.action_scale + self.action_bias
 
 
-class SAC:
-    """SAC over a flat Box observation space and a Box action space."""
+class SAC(OffPolicyLearner):
+    """SAC over a flat Box observation space and a Box action space. Built with
+    ``(observation_space, action_space, config=None, env=None, seed=0, device="cpu", logger=None)``."""
 
     algorithm = "sac"
+    cfg: SACConfig
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Optional[Config] = None,
-                 env: Optional[EnvSpec] = None, seed: int = 0, device: str = "cpu",
-                 logger: Optional[RunLogger] = None):
-        self.config = config or Config()
-        self.cfg: SACConfig = self.config.sac
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-            raise ValueError(f"SAC needs a flat Box observation space, got {observation_space}")
-        check_precision(self.config.sac.precision, "sac.precision")
+    def build(self) -> None:
+        cfg, action_space = self.cfg, self.action_space
+        check_precision(cfg.precision, "sac.precision")
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError(f"SAC needs a continuous (Box) action space, got {action_space}; use PPO for discrete")
-        self.observation_space, self.action_space = observation_space, action_space
-        self.env_spec, self.seed, self.device = env, int(seed), torch.device(device)
-        self.logger = logger
-        cfg = self.cfg
-        obs_dim, self.action_dim = observation_space.shape[0], int(np.prod(action_space.shape))
+        obs_dim, self.action_dim = self.observation_space.shape[0], int(np.prod(action_space.shape))
         self.actor = Actor(obs_dim, action_space, cfg.hidden_dim, cfg.num_layers).to(self.device)
         self.qf = SoftQNetworks(obs_dim, self.action_dim, cfg.hidden_dim, cfg.num_layers).to(self.device)
         self.qf_target = SoftQNetworks(obs_dim, self.action_dim, cfg.hidden_dim, cfg.num_layers).to(self.device)
@@ -132,14 +123,10 @@ class SAC:
         self.log_alpha = torch.tensor([math.log(cfg.alpha)], device=self.device, requires_grad=cfg.autotune)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.q_lr) if cfg.autotune else None
         self.alpha = self.log_alpha.detach().exp()
-        self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, self.action_dim, self.device,
+        self.replay = ReplayBuffer(cfg.buffer_size, self.observation_space.shape, self.action_dim, self.device,
                                    seed=self.seed)
-        self.num_timesteps = 0
-        self.num_updates = 0
-        self.np_rng = np.random.default_rng(self.seed)
         self._q_params = list(self.qf.parameters())
         self._q_target_params = list(self.qf_target.parameters())
-        self._envs = None
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
@@ -152,57 +139,11 @@ class SAC:
         return action[0] if single else action
 
     # ------------------------------------------------------------------ training
-    def learn(self, total_timesteps: int, callback: Optional[Callable[["SAC"], Optional[bool]]] = None,
-              progress_bar: bool = False, log_every: int = 1000) -> "SAC":
-        """Train until ``num_timesteps`` reaches ``total_timesteps``; ``callback(self)`` runs
-        after every env step (returning ``False`` stops)."""
-        if self.env_spec is None:
-            raise ValueError("SAC.learn needs an environment: pass env= (a Gymnasium id or factory)")
-        cfg = self.cfg
-        if self._envs is None:
-            self._envs = make_vector_env(self.env_spec, cfg.num_envs)
-        envs, n_envs = self._envs, cfg.num_envs
-        obs, _ = envs.reset(seed=self.seed + self.num_timesteps)
-        stats = EpisodeStats(n_envs)
-        low, high = self.action_space.low, self.action_space.high
-        bar = progress(total_timesteps, "sac", enabled=progress_bar)
-        bar.update(self.num_timesteps)
-        start_time, start_steps = time.time(), self.num_timesteps
-        last_losses: Dict[str, torch.Tensor] = {}
-        try:
-            while self.num_timesteps < total_timesteps:
-                if self.num_timesteps < cfg.learning_starts:
-                    actions = self.np_rng.uniform(low, high, size=(n_envs, *self.action_space.shape))
-                    actions = actions.astype(np.float32)
-                else:
-                    with torch.no_grad():
-                        a, _ = self.actor.sample(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
-                    actions = a.cpu().numpy().reshape(n_envs, *self.action_space.shape)
-                next_obs, rewards, term, trunc, infos = envs.step(actions)
-                done = term | trunc
-                real_next = final_observations(next_obs, infos, done)
-                self.replay.add(obs, actions, rewards, real_next, term)
-                obs = next_obs
-                self.num_timesteps += n_envs
-                bar.update(n_envs)
-                for ret, length in stats.step(np.asarray(rewards, dtype=np.float64), done):
-                    if self.logger is not None:
-                        self.logger.scalar("charts/episodic_return", ret, self.num_timesteps)
-                        self.logger.scalar("charts/episodic_length", length, self.num_timesteps)
-                    bar.set_postfix(ep_return=f"{ret:.1f}", refresh=False)
-                if self.num_timesteps >= cfg.learning_starts and len(self.replay) >= cfg.batch_size:
-                    for _ in range(cfg.updates_per_step):
-                        last_losses = self.train_step(self.replay.sample(cfg.batch_size))
-                    if self.logger is not None and self.num_timesteps % log_every < n_envs and last_losses:
-                        sps = (self.num_timesteps - start_steps) / max(time.time() - start_time, 1e-9)
-                        self.logger.scalars({k: float(v) for k, v in last_losses.items()}, self.num_timesteps,
-                                            prefix="losses/")
-                        self.logger.scalar("charts/SPS", sps, self.num_timesteps)
-                if callback is not None and callback(self) is False:
-                    break
-        finally:
-            bar.close()
-        return self
+    @torch.no_grad()
+    def explore(self, observations: np.ndarray) -> np.ndarray:
+        """Sampled actions to collect with (``learn`` takes uniform ones before ``learning_starts``)."""
+        a, _ = self.actor.sample(torch.as_tensor(observations, dtype=torch.float32, device=self.device))
+        return a.cpu().numpy().reshape(len(observations), *self.action_space.shape)
 
     def _autocast(self):
         return autocast(self.device, self.cfg.precision, key="sac.precision")
@@ -250,12 +191,10 @@ class SAC:
         return out
 
     # ------------------------------------------------------------------ checkpoint payload
-    def state_dict(self) -> dict:
-        """Everything needed to resume except the replay buffer (see :meth:`save_replay`)."""
+    def payload(self) -> dict:
+        """Weights, temperature and optimisers (the base adds spaces, counters, seed, RNG state;
+        the replay goes to its own file)."""
         return {
-            "algorithm": self.algorithm,
-            "observation_space": space_spec(self.observation_space),
-            "action_space": space_spec(self.action_space),
             "actor": self.actor.state_dict(),
             "qf": self.qf.state_dict(),
             "qf_target": self.qf_target.state_dict(),
@@ -263,13 +202,9 @@ class SAC:
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "q_optimizer": self.q_optimizer.state_dict(),
             "alpha_optimizer": None if self.alpha_optimizer is None else self.alpha_optimizer.state_dict(),
-            "num_timesteps": self.num_timesteps,
-            "num_updates": self.num_updates,
-            "seed": self.seed,
-            "rng": rng_state(self.np_rng),
         }
 
-    def load_state_dict(self, state: dict, restore_rng: bool = True) -> None:
+    def load_payload(self, state: dict) -> None:
         self.actor.load_state_dict(state["actor"])
         self.qf.load_state_dict(state["qf"])
         self.qf_target.load_state_dict(state["qf_target"])
@@ -280,43 +215,16 @@ class SAC:
         self.q_optimizer.load_state_dict(state["q_optimizer"])
         if self.alpha_optimizer is not None and state.get("alpha_optimizer") is not None:
             self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.num_timesteps = int(state["num_timesteps"])
-        self.num_updates = int(state["num_updates"])
-        if restore_rng:
-            set_rng_state(state["rng"], self.np_rng)
-
-    def save_replay(self, path) -> None:
-        self.replay.save(path)
-
-    def load_replay(self, path) -> None:
-        self.replay.load(path)
-
-    @classmethod
-    def from_state(cls, state: dict, config: Config, env: Optional[EnvSpec] = None, device: str = "cpu",
-                   logger: Optional[RunLogger] = None) -> "SAC":
-        algo = cls(space_from_spec(state["observation_space"]), space_from_spec(state["action_space"]),
-                   config=config, env=env, seed=int(state.get("seed", 0)), device=device, logger=logger)
-        algo.load_state_dict(state)
-        return algo
-
-    def close(self) -> None:
-        if self._envs is not None:
-            self._envs.close()
-            self._envs = None
 
 
-class SACPolicy:
+class SACPolicy(DeployedPolicy):
     """What acting with a SAC checkpoint needs, and nothing else: the actor and the spaces (no
-    critics, optimisers, entropy temperature or replay). ``predict`` is :meth:`SAC.predict`;
-    the deploy loader builds this, not a trainer."""
+    critics, optimisers, entropy temperature or replay). ``SACPolicy(state, config,
+    device="cpu")``; ``predict`` is :meth:`SAC.predict`."""
 
     algorithm = "sac"
 
-    def __init__(self, state: dict, config: Config, device: str = "cpu"):
-        self.observation_space = space_from_spec(state["observation_space"])
-        self.action_space = space_from_spec(state["action_space"])
-        self.device = torch.device(device)
-        cfg: SACConfig = config.sac
+    def build(self, state: dict, cfg: SACConfig) -> None:
         self.actor = Actor(self.observation_space.shape[0], self.action_space, cfg.hidden_dim,
                            cfg.num_layers).to(self.device)
         self.actor.load_state_dict(state["actor"])

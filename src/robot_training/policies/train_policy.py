@@ -26,12 +26,11 @@ from typing import Optional, Type, Union
 import numpy as np
 import torch
 
-from robot_training.checkpoint import CheckpointError, checkpoint_directory, load_checkpoint, save_checkpoint
+from robot_training.checkpoint import CheckpointError, checkpoint_directory, load_checkpoint
 from robot_training.algorithms import get, resolve
 from robot_training.config import Config, config_from_dict, resolve_device
 from robot_training.envs.make import EnvSpec, make_env
-from robot_training.policies.common import Checkpointer, latest_checkpoint
-from robot_training.policies.sac import SAC
+from robot_training.policies.common import Checkpointer, latest_checkpoint, replay_path  # noqa: F401 (re-export)
 from robot_training.utils.logging import RunLogger, run_name
 from robot_training.utils.seeding import set_seed
 
@@ -40,14 +39,9 @@ def _algorithm_class(name: str) -> Type:
     return resolve(get(name, family="policy").learner)
 
 
-def replay_path(checkpoint_path: Union[str, os.PathLike]) -> Path:
-    """``policy_sac_step000001000.pt`` → ``policy_sac_step000001000.replay.npz``."""
-    p = Path(checkpoint_path)
-    return p.with_name(p.name[:-3] + ".replay.npz" if p.name.endswith(".pt") else p.name + ".replay.npz")
-
-
 class PolicyTrainer:
-    """SB3-like surface over one algorithm: ``learn``, ``predict``, ``save``, ``load``."""
+    """SB3-like surface over one algorithm: ``learn``, ``predict``, ``save``, ``load``, ``train_step``
+    (the :class:`robot_training.learner.Learner` surface; the learner underneath has it too)."""
 
     def __init__(self, algorithm: str = "ppo", env_factory: Optional[EnvSpec] = None,
                  config: Optional[Config] = None, seed: Optional[int] = None, device: Optional[str] = None,
@@ -117,16 +111,18 @@ class PolicyTrainer:
             raise RuntimeError("PolicyTrainer.predict: no policy yet (call learn() or load() first)")
         return self.algo.predict(observation, deterministic=deterministic)
 
+    def train_step(self, batch):
+        """One update of the learner on ``batch`` (its own kind: a PPO rollout, a SAC replay batch)."""
+        if self.algo is None:
+            raise RuntimeError("PolicyTrainer.train_step: no learner yet (call learn() or load() first)")
+        return self.algo.train_step(batch)
+
     def save(self, path: Union[str, os.PathLike]) -> Path:
         if self.algo is None:
             raise RuntimeError("PolicyTrainer.save: nothing to save (call learn() or load() first)")
-        path = Path(path)
-        state = self.algo.state_dict()
-        if isinstance(self.algo, SAC):
-            self.algo.save_replay(replay_path(path))
-            state["replay_file"] = replay_path(path).name
-        state["env"] = self.env_name if isinstance(self.env_name, str) else None
-        return save_checkpoint(path, self.algorithm_name, state, config=self.config.to_dict())
+        # the learner's checkpoint (and its replay file) under this trainer's algorithm name
+        return self.algo.save(path, kind=self.algorithm_name,
+                              env=self.env_name if isinstance(self.env_name, str) else None)
 
     def load(self, path: Union[str, os.PathLike], load_replay: bool = True) -> "PolicyTrainer":
         """Restore a checkpoint written by :meth:`save` (weights, optimisers, counters, RNG,
@@ -141,10 +137,8 @@ class PolicyTrainer:
                                                         device=self.device, logger=None)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{path}: does not fit a {self.algorithm_name} policy ({exc})") from None
-        if isinstance(self.algo, SAC) and load_replay:
-            rp = replay_path(path)
-            if rp.is_file():
-                self.algo.load_replay(rp)
+        if load_replay:
+            self.algo.load_side_files(Path(path))
         self.seed = self.algo.seed
         return self
 

@@ -13,7 +13,7 @@ import importlib
 _WHERE = {
     'BagWriter': 'bag_writer', 'RecordingError': 'bag_writer',
     'DatasetRecorder': 'recorder', 'RecorderConfig': 'recorder', 'incomplete_episodes': 'recorder',
-    'list_episode_dirs': 'recorder', 'read_sidecar': 'recorder',
+    'list_episode_dirs': 'recorder', 'read_sidecar': 'episode_meta', 'write_sidecar': 'episode_meta',
     'RepairError': 'repair', 'RepairReport': 'repair', 'repair_bag': 'repair',
     'TopicStats': 'stats',
     'RecordingTypestore': 'typestore', 'UnknownMessageType': 'typestore',

@@ -81,10 +81,6 @@ class BagWriter:
     def bag_file(self) -> Path:
         return self.path / f'{self.path.name}{BAG_FILE_SUFFIX[self.storage]}'
 
-    @property
-    def is_open(self) -> bool:
-        return self._writer is not None
-
     def open(self) -> None:
         writer = Writer(self.path, version=9, storage_plugin=STORAGES[self.storage])
         if self.compression == 'zstd':

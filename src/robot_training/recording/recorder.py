@@ -44,18 +44,26 @@ from robot_training.recording.bag_writer import (
     RecordingError,
     describe_os_error,
 )
+from robot_training.recording.episode_meta import (  # noqa: F401 - read_sidecar: this module's API too
+    EPISODE_CUSTOM_KEY,
+    EPISODE_EVENT_TYPE,
+    EVENT_END,
+    EVENT_RESET,
+    EVENT_START,
+    INTERFACE_FILE,
+    SIDECAR_FORMAT,
+    STATUS_COMPLETE,
+    STATUS_FAILED,
+    STATUS_RECORDING,
+    YAML_DUMPER,
+    read_sidecar,
+    write_sidecar,
+)
 from robot_training.recording.stats import TopicStats
-from robot_training.recording.typestore import OWN_PACKAGE, RecordingTypestore
+from robot_training.recording.typestore import RecordingTypestore
 from robot_training.utils.files import atomic_write
 
-EPISODE_EVENT_TYPE = f'{OWN_PACKAGE}/msg/EpisodeEvent'
-EVENT_START, EVENT_END, EVENT_RESET = 0, 1, 2
 EPISODE_DIR_RE = re.compile(r'^episode_(\d{6,})$')
-SIDECAR = 'episode.yaml'
-INTERFACE_FILE = 'interface.yaml'
-"""The dataset's interface description, as ``robot_training.data.bag_dataset`` looks for it."""
-CUSTOM_DATA_KEY = 'robot_training.episode'
-_DUMPER = getattr(yaml, 'CSafeDumper', yaml.SafeDumper)  # libyaml: an episode's records cost far less CPU
 
 
 @dataclass
@@ -128,23 +136,6 @@ def list_episode_dirs(dataset: Path) -> list[Path]:
     found = [(int(m.group(1)), p) for p in dataset.iterdir()
              if p.is_dir() and (m := EPISODE_DIR_RE.match(p.name))]
     return [p for _, p in sorted(found)]
-
-
-def read_sidecar(bag_dir: Path) -> dict:
-    path = Path(bag_dir) / SIDECAR
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding='utf-8'))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_sidecar(bag_dir: Path, data: dict, fsync: bool = False) -> None:
-    """Replace ``episode.yaml`` atomically."""
-    with atomic_write(Path(bag_dir) / SIDECAR, 'w', fsync=fsync) as f:
-        yaml.dump(data, f, Dumper=_DUMPER, sort_keys=False)
 
 
 def incomplete_episodes(dataset: Path) -> list[Path]:
@@ -234,12 +225,6 @@ class DatasetRecorder:
     @property
     def recording(self) -> bool:
         return self._recording
-
-    @property
-    def current_episode(self) -> Optional[Path]:
-        """The bag of the episode being recorded (None between an END and the next episode)."""
-        ep = self._episode
-        return ep.path if ep and self._ending is None else None
 
     def start(self) -> None:
         """Accept messages (the bag itself is opened by the first message).
@@ -386,7 +371,7 @@ class DatasetRecorder:
             bag.add_topic(topic, msgtype, self._topic_qos.get(topic, ()))
             self._episode.topics[topic] = self._new_stats(topic, msgtype)
         try:
-            write_sidecar(path, self._record('recording'))
+            write_sidecar(path, self._record(STATUS_RECORDING))
             bag.flush()  # header, schemas and channels on disk
         except OSError as err:
             raise RecordingError(describe_os_error(err, path, 'write episode record in')) from err
@@ -396,7 +381,7 @@ class DatasetRecorder:
         first = bag.first_ns if bag else None
         last = bag.last_ns if bag else None
         return {
-            'format': 'robot_training.episode/1',
+            'format': SIDECAR_FORMAT,
             'status': status,
             'index': ep.index,
             'bag': ep.path.name,
@@ -422,10 +407,10 @@ class DatasetRecorder:
         if bag is None or ep is None:
             return None
         ep.end_cause = cause
-        record = self._record('complete')
+        record = self._record(STATUS_COMPLETE)
         try:
-            bag.set_custom_data(CUSTOM_DATA_KEY, yaml.dump(
-                {k: v for k, v in record.items() if k != 'topics'}, Dumper=_DUMPER, sort_keys=False))
+            bag.set_custom_data(EPISODE_CUSTOM_KEY, yaml.dump(
+                {k: v for k, v in record.items() if k != 'topics'}, Dumper=YAML_DUMPER, sort_keys=False))
             bag.close(fsync=self.config.fsync)
             write_sidecar(ep.path, record, fsync=self.config.fsync)
         except (RecordingError, OSError) as err:
@@ -459,7 +444,7 @@ class DatasetRecorder:
         if ep is not None and not already_closed:
             try:
                 self._episode, self._bag = ep, bag
-                record = self._record('failed')
+                record = self._record(STATUS_FAILED)
                 record['error'] = str(err)
                 write_sidecar(ep.path, record)
             except OSError:

@@ -47,12 +47,9 @@ from mcap.stream_reader import StreamReader, breakup_chunk
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 
-from robot_training.data.bag_reader import BagError, open_reader
-from robot_training.recording.recorder import read_sidecar, write_sidecar
+from robot_training.data.bag_reader import MCAP_MAGIC, SQLITE_MAGIC, BagError, open_reader
+from robot_training.recording.episode_meta import SIDECAR_FORMAT, STATUS_REPAIRED, read_sidecar, write_sidecar
 from robot_training.recording.typestore import CATALOG, DecodeError, msgdef_text
-
-MCAP_MAGIC = b'\x89MCAP0\r\n'
-SQLITE_MAGIC = b'SQLite format 3\x00'
 
 
 class RepairError(RuntimeError):
@@ -82,7 +79,7 @@ class RepairReport:
         return dict(self.__dict__)
 
     def summary(self) -> str:
-        if self.status == 'repaired' and not self.total_messages:
+        if self.status == STATUS_REPAIRED and not self.total_messages:
             return f'{self.path}: repaired as an empty bag, nothing was recorded ({self.stop_reason})'
         topics = ', '.join(f'{t}: {n}' for t, n in sorted(self.message_counts.items()))
         text = f'{self.path}: {self.status}, {self.total_messages} messages ({topics})'
@@ -458,7 +455,7 @@ def _rewrite(bag_dir: Path, bag_file: Path, scan: _Scan, storage: str) -> Repair
         sidecar = read_sidecar(bag_dir)
         if sidecar:
             writer.set_custom_data('robot_training.episode', yaml.safe_dump(
-                {k: v for k, v in sidecar.items() if k != 'topics'} | {'status': 'repaired'},
+                {k: v for k, v in sidecar.items() if k != 'topics'} | {'status': STATUS_REPAIRED},
                 sort_keys=False))
         writer.close()
     except BaseException:
@@ -481,13 +478,13 @@ def _rewrite(bag_dir: Path, bag_file: Path, scan: _Scan, storage: str) -> Repair
 
     partial = not scan.complete
     report = RepairReport(
-        path=str(bag_dir), status='repaired', storage=storage, partial=partial,
+        path=str(bag_dir), status=STATUS_REPAIRED, storage=storage, partial=partial,
         message_counts=counts, total_messages=sum(counts.values()),
         bytes_unusable=max(0, bag_file_size(kept) - scan.good_bytes) if storage == 'mcap' else 0,
         stop_reason=scan.stop_reason, kept_original=str(kept))
-    sidecar = read_sidecar(bag_dir) or {'format': 'robot_training.episode/1',
+    sidecar = read_sidecar(bag_dir) or {'format': SIDECAR_FORMAT,
                                         'bag': bag_dir.name}
-    sidecar.update({'status': 'repaired', 'partial': partial,
+    sidecar.update({'status': STATUS_REPAIRED, 'partial': partial,
                     'message_count': report.total_messages,
                     'repair': {'kept_original': kept.name, 'stop_reason': scan.stop_reason,
                                'bytes_unusable': report.bytes_unusable,

@@ -33,6 +33,7 @@ from rosbags.interfaces import Nodetype
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from robot_training.recording.episode_meta import EPISODE_EVENT_TYPE
 from robot_training.utils.files import ament_prefixes
 
 OWN_PACKAGE = 'robot_training_msgs'
@@ -97,7 +98,7 @@ class RecordingTypestore:
     def __init__(self) -> None:
         self.store: Typestore = make_typestore()
         self._lock = threading.Lock()
-        self.ensure(f'{OWN_PACKAGE}/msg/EpisodeEvent')
+        self.ensure(EPISODE_EVENT_TYPE)
 
     def has(self, msgtype: str) -> bool:
         return msgtype in self.store.fielddefs

@@ -26,25 +26,21 @@ import numpy as np
 import torch
 
 from robot_training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from robot_training.config import Config, config_from_dict, resolve_device
+from robot_training.config import Config, config_from_dict
 from robot_training.networks.encoders import ObservationShape, ObservationShapeError, split_observation_shape
 from robot_training.reinforcement_learning.behavior import ActorCritic
-from robot_training.world_models.presets import resolve_size
 from robot_training.world_models.replay import denormalize_action
-from robot_training.world_models.train_world_model import shape_from_plain, shape_to_plain
+from robot_training.world_models.train_world_model import ModelSpec, shape_from_plain, shape_to_plain
 from robot_training.world_models.world_model import WorldModel
 
 Carry = Dict[str, torch.Tensor]
 CHECKPOINT_KIND = "dreamer"
 
 
-class DreamerAgent:
+class DreamerAgent(ModelSpec):
     def __init__(self, observation_shape: ObservationShape, action_dim: int, config: Optional[Config] = None,
                  device: Optional[str] = None, action_low=None, action_high=None):
-        self.config = resolve_size(config or Config())
-        self.device = resolve_device(device or self.config.training.device)
-        self.observation_shape = shape_from_plain(observation_shape)
-        self.action_dim = int(action_dim)
+        super().__init__(observation_shape, action_dim, config, device)
         self.action_low = np.full(action_dim, -1.0, np.float32) if action_low is None else np.asarray(action_low, np.float32)
         self.action_high = np.full(action_dim, 1.0, np.float32) if action_high is None else np.asarray(action_high, np.float32)
         self.world_model = WorldModel(self.observation_shape, self.action_dim, self.config).to(self.device)
@@ -136,10 +132,7 @@ class DreamerAgent:
         }
 
     def load_state_dict(self, data: Mapping[str, Any], source: str = "<state>") -> None:
-        shape = shape_from_plain(data["observation_shape"])
-        if shape != self.observation_shape or int(data["action_dim"]) != self.action_dim:
-            raise CheckpointError(f"{source}: agent for observations {shape} and {data['action_dim']} actions; "
-                                  f"this agent has {self.observation_shape} and {self.action_dim}")
+        self.check_spec(data, source, "agent", "agent")
         try:
             self.world_model.load_state_dict(data["world_model"])
             self.behavior.load_state_dict(data["behavior"])

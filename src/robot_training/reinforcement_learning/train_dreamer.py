@@ -41,14 +41,17 @@ from robot_training.utils.seeding import set_seed
 from robot_training.utils.stopping import save_on_stop
 from robot_training.world_models.presets import resolve_size
 from robot_training.world_models.replay import SequenceReplay, action_bounds, to_torch
-from robot_training.world_models.train_world_model import (apply_cli_args, autocast, check_observation_shape,
-                                                           cli_trajectories, resolve_resume)
+from robot_training.world_models.train_world_model import autocast, check_observation_shape, resolve_resume
 
 log = logging.getLogger("robot_training.dreamer")
 ALGORITHM = "dreamer"
 
 
 class DreamerTrainer:
+    """A :class:`DreamerAgent`, its optimisers and replay; the learner surface
+    (:class:`robot_training.learner.Learner`): ``learn`` (offline or online, see the module),
+    ``train_step`` (one :meth:`update`), ``predict`` (the agent acting), ``save`` / ``load``."""
+
     def __init__(self, observation_shape: ObservationShape, action_dim: int, config: Optional[Config] = None,
                  device: Optional[str] = None, action_low=None, action_high=None,
                  env_factory: Optional[EnvFactory] = None, logger: Optional[RunLogger] = None):
@@ -122,6 +125,10 @@ class DreamerTrainer:
             self.agent.behavior.update_slow_critic()
         self.update_seconds += time.perf_counter() - start
         return metrics
+
+    def train_step(self, batch: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
+        """The learner surface's name for :meth:`update`."""
+        return self.update(batch)
 
     def sample(self, rows: Optional[slice] = None) -> Dict[str, Any]:
         """A global batch (``rows``: the rows of it this rank trains on)."""
@@ -228,6 +235,27 @@ class DreamerTrainer:
             env.close()
         return {k: float(v) for k, v in metrics.items()}
 
+    def learn(self, num_steps: int, trajectories: Optional[Sequence[Trajectory]] = None, show_progress: bool = False,
+              checkpoint_every: int = 0, checkpoint_dir: Optional[Path] = None,
+              eval_episodes: Optional[int] = None) -> Dict[str, float]:
+        """Train to ``num_steps``: gradient updates offline (no ``env_factory``), env steps
+        online; ``trajectories``, if given, go into the replay first. A loaded trainer
+        continues its count. Returns the last update's metrics."""
+        if trajectories:
+            capacity = None if self.env_factory is None else sum(len(t) + 1 for t in trajectories) + min(
+                self.config.dreamer.replay_capacity, num_steps + 10_000)
+            self.add_trajectories(trajectories, capacity)
+        if self.env_factory is None:
+            return self.train_offline(max(0, num_steps - self.updates), show_progress,
+                                      checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir)
+        return self.train_online(num_steps, show_progress, checkpoint_every=checkpoint_every,
+                                 checkpoint_dir=checkpoint_dir, eval_episodes=eval_episodes)
+
+    def predict(self, observation, deterministic: bool = True) -> np.ndarray:
+        """The agent's action for ``observation`` (:meth:`DreamerAgent.act`: it keeps the
+        recurrent state between calls; ``agent.reset()`` at an episode's start)."""
+        return self.agent.act(observation, deterministic)
+
     def evaluate(self, num_episodes: int = 10, deterministic: bool = True, seed: int = 10_000) -> float:
         """Mean return of ``num_episodes`` episodes acting with a fresh carry each."""
         env = self.env_factory()
@@ -279,6 +307,15 @@ class DreamerTrainer:
         self.env_steps, self.updates, self.episodes = int(data["env_steps"]), int(data["updates"]), int(data["episodes"])
         set_rng_state(data["rng"], self.rng)
 
+    def save(self, path: Union[str, os.PathLike]) -> Path:
+        """:meth:`save_checkpoint`."""
+        return self.save_checkpoint(path)
+
+    def load(self, path: Union[str, os.PathLike]) -> "DreamerTrainer":
+        """:meth:`load_checkpoint`; returns the trainer."""
+        self.load_checkpoint(path)
+        return self
+
 
 def train_dreamer(trajectories: Optional[Sequence[Trajectory]] = None, observation_shape: Optional[ObservationShape] = None,
                   num_steps: int = 1000, env_factory: Union[EnvFactory, str, None] = None, config: Optional[Config] = None,
@@ -319,41 +356,32 @@ def train_dreamer(trajectories: Optional[Sequence[Trajectory]] = None, observati
     trainer = DreamerTrainer(observation_shape, action_dim, cfg, device, low, high, env_factory, logger)
     if resume:
         trainer.load_checkpoint(resume)
-    checkpoint_every = cfg.training.checkpoint_every if checkpoint_dir else 0
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    if trajectories:
-        capacity = None if env_factory is None else sum(len(t) + 1 for t in trajectories) + min(
-            cfg.dreamer.replay_capacity, num_steps + 10_000)
-        trainer.add_trajectories(trajectories, capacity)
-    if env_factory is None:
-        trainer.train_offline(max(0, num_steps - trainer.updates), show_progress, checkpoint_every=checkpoint_every,
-                              checkpoint_dir=checkpoint_dir)
-    else:
-        trainer.train_online(num_steps, show_progress, checkpoint_every=checkpoint_every,
-                             checkpoint_dir=checkpoint_dir, eval_episodes=eval_episodes)
+    trainer.learn(num_steps, trajectories, show_progress, checkpoint_every=cfg.training.checkpoint_every
+                  if checkpoint_dir else 0, checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+                  eval_episodes=eval_episodes)
     return trainer
 
 
-def run_cli(cfg: Config, args, trajectories: Optional[Sequence[Trajectory]] = None) -> Dict[str, Any]:
-    """``train.py --mode dreamer``: online on ``--env`` (``pixels:<id>`` for images), or offline
-    when trajectories or ``--data`` are given. Checkpoints go to
-    ``<checkpoint_dir>/reinforcement_learning/checkpoints/dreamer/``.
+def run_cli(cfg: Config, trajectories: Optional[Sequence[Trajectory]] = None,
+            resume: Union[bool, str, os.PathLike, None] = False) -> Dict[str, Any]:
+    """``train --mode dreamer``: offline on ``trajectories`` when given, else online on
+    ``training.env`` (``pixels:<id>`` for images). ``resume``: a checkpoint, or True for the
+    run's newest. Checkpoints go to ``<checkpoint_dir>/reinforcement_learning/checkpoints/dreamer/``;
+    ``cfg`` is the run's whole configuration (the options applied).
 
     Returns ``{"checkpoint", "eval_return" (online) or "world_model_loss" (offline), "env_steps",
     "updates", "log_dir"}``.
     """
-    cfg = apply_cli_args(cfg, args)
-    offline = trajectories is not None or bool(getattr(args, "data", None))
-    env = getattr(args, "env", None) or cfg.training.env
+    env = cfg.training.env
     directory = checkpoint_directory(cfg.training.checkpoint_dir, "dreamer", ALGORITHM)
-    resume = distributed.from_main(resolve_resume(getattr(args, "resume", None), directory, "dreamer"))
+    resume = distributed.from_main(resolve_resume(resume, directory, "dreamer"))
     log_dir = Path(cfg.training.log_dir) / run_name(env, ALGORITHM, cfg.training.seed)
-    steps = getattr(args, "total_timesteps", None) or cfg.training.total_timesteps
+    steps = cfg.training.total_timesteps
     with RunLogger(log_dir, enabled=cfg.training.tensorboard) as logger:
-        if offline:
-            data = cli_trajectories(cfg, args, trajectories, default_steps=0)
-            trainer = train_dreamer(data, num_steps=steps or cfg.dreamer.offline_updates, config=cfg, logger=logger,
-                                    show_progress=cfg.training.progress_bar, checkpoint_dir=directory, resume=resume)
+        if trajectories is not None:
+            trainer = train_dreamer(list(trajectories), num_steps=steps or cfg.dreamer.offline_updates, config=cfg,
+                                    logger=logger, show_progress=cfg.training.progress_bar, checkpoint_dir=directory,
+                                    resume=resume)
             loss = trainer_loss(trainer)
             result = {"world_model_loss": loss, "metric": f"world model loss {loss:.4g}"}
         else:

@@ -38,7 +38,7 @@ from rclpy.node import Node
 from rosbags.rosbag2 import Reader
 
 from robot_training.recording import DatasetRecorder, RecorderConfig, list_episode_dirs
-from robot_training.recording.recorder import EPISODE_EVENT_TYPE
+from robot_training.recording.episode_meta import EPISODE_EVENT_TYPE
 from robot_training.ros._common import TopicRecorder
 
 

@@ -31,7 +31,7 @@ from robot_training.recording import (
     incomplete_episodes,
     repair_bag,
 )
-from robot_training.recording.recorder import EPISODE_EVENT_TYPE
+from robot_training.recording.episode_meta import EPISODE_EVENT_TYPE
 from robot_training.ros._common import TopicRecorder, declare_parameters, run_node
 
 PARAMETERS = {

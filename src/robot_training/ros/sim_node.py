@@ -51,6 +51,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float64
 from std_srvs.srv import SetBool, Trigger
 
+from robot_training.recording.episode_meta import EVENT_START
 from robot_training.ros._common import declare_parameters, message_class, run_node
 
 PARAMETERS = {
@@ -301,7 +302,7 @@ class SimNode(Node):
         if self._tf is not None:
             pub, tf_message, transform, _, transforms = self._tf
             pub.publish(tf_message(transforms=transforms(self.sim.last_state, transform, out.sim_time_ns)))
-        if self.mission_pub is not None and any(e.event == 0 for e in out.events):  # EVENT_START
+        if self.mission_pub is not None and any(e.event == EVENT_START for e in out.events):
             self._publish_mission(out.sim_time_ns)
         if out.reward is not None and self.reward_pub is not None:
             self.reward_pub.publish(self._reward_cls(data=float(out.reward)))

@@ -2,9 +2,11 @@
 
     trainer --ros-args -p mode:=policy -p algorithm:=ppo -p total_timesteps:=20000
 
-Parameters are the command line's options (``mode``, ``algorithm``, ``config``, ``env``,
-``total_timesteps``, ``data``, ``interface``, ``checkpoint_dir``, ``seed``); the run is the
-same function ``train --mode <mode>`` calls (:data:`robot_training.train.MODES`).
+Parameters are the command line's options (``mode``, ``algorithm``, ``config``, ``preset``,
+``env``, ``total_timesteps``, ``data``, ``interface``, ``checkpoint_dir``, ``log_dir``, ``seed``):
+:func:`run_from_parameters` turns their values into the run's Config and RunRequest through the
+command line's own :func:`robot_training.train.prepare_run` (no argv, no argparse), and the run
+is the same function ``train --mode <mode>`` calls (:data:`robot_training.train.MODES`).
 
 Publishes on ``~/progress`` (robot_training_msgs/TrainingProgress) every ``progress_period_s``
 and on every status change: STARTING → RUNNING (first logged step) → FINISHED or FAILED, with
@@ -36,7 +38,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from rclpy.node import Node
 
@@ -63,6 +65,39 @@ PARAMETERS = {
 }
 
 STEP_RE = re.compile(r'(?:step|_)0*(\d+)$')
+
+#: the parameters that are ``train`` options, with the value that leaves the option out
+OPTION_UNSET = {'algorithm': '', 'config': '', 'preset': '', 'env': '', 'data': '', 'interface': '',
+                'checkpoint_dir': '', 'log_dir': '', 'total_timesteps': 0, 'seed': -1}
+
+
+def train_options(parameters: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``train`` options (:data:`robot_training.train.OPTIONS`) that these parameter values
+    stand for: ``mode``, no progress bars, and every option parameter not at its unset value."""
+    options: Dict[str, Any] = {'mode': parameters['mode'], 'no_progress': True}
+    options.update({name: parameters[name] for name, unset in OPTION_UNSET.items() if parameters[name] != unset})
+    return options
+
+
+def run_from_parameters(parameters: Mapping[str, Any]):
+    """``(Config, RunRequest)`` of the run these parameter values ask for (plain Python, no node):
+    what ``train`` builds from the same options. Bad input raises one-line ``ValueError``."""
+    from robot_training.config import ConfigError
+    from robot_training.train import UsageError, prepare_run
+
+    try:
+        return prepare_run(train_options(parameters))
+    except (ConfigError, UsageError) as err:
+        raise ValueError(str(err)) from None
+
+
+def command_line(options: Mapping[str, Any]) -> str:
+    """The ``train`` command with these options (for the log)."""
+    words = ['train']
+    for name, value in options.items():
+        flag = '--' + name.replace('_', '-')
+        words += [flag] if value is True else [flag, str(value)]
+    return ' '.join(words)
 
 
 class TrainingRun:
@@ -133,45 +168,23 @@ class TrainerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('trainer', **kwargs)
         p = declare_parameters(self, PARAMETERS)
-        from robot_training.train import MODES, build_parser, config_from_args
+        from robot_training.train import MODES, UsageError, check_output_folders, mode_budget
         from robot_training_msgs.msg import Checkpoint, MetricValue, TrainingProgress
 
         self._msgs = (Checkpoint, MetricValue, TrainingProgress)
-        argv = ['--mode', p['mode'], '--no-progress']
-        for key, flag in (('algorithm', '--algorithm'), ('config', '--config'), ('preset', '--preset'), ('env', '--env'),
-                          ('data', '--data'), ('interface', '--interface'), ('checkpoint_dir', '--checkpoint-dir'),
-                          ('log_dir', '--log-dir')):
-            if p[key]:
-                argv += [flag, str(p[key])]
-        if p['total_timesteps'] > 0:
-            argv += ['--total-timesteps', str(p['total_timesteps'])]
-        if p['seed'] >= 0:
-            argv += ['--seed', str(p['seed'])]
-        if p['mode'] not in MODES:
-            raise ValueError(f"mode must be one of {sorted(MODES)}, got {p['mode']!r}")
-        try:
-            self.args = build_parser().parse_args(argv)
-        except SystemExit:
-            raise ValueError(f'bad trainer parameters: {argv}') from None
-        from robot_training.config import ConfigError
-        from robot_training.train import mode_budget
-        try:
-            self.cfg = config_from_args(self.args)
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
-        from robot_training.train import UsageError, check_output_folders
+        self.cfg, self.request = run_from_parameters(p)
         try:
             check_output_folders(self.cfg)
         except UsageError as err:
             raise ValueError(str(err)) from None
-        self.mode_fn = MODES[p['mode']]
-        self.mode = p['mode']
+        self.mode_fn = MODES[self.request.mode]
+        self.mode = self.request.mode
         if p['nice'] > 0:
             import os
             os.nice(int(p['nice']))
         default_algorithm = {'policy': 'ppo', 'all': 'ppo', 'online': self.cfg.online.algorithm}
-        self.algorithm = p['algorithm'] or default_algorithm.get(p['mode'], p['mode'])
-        self.run = TrainingRun(Path(self.cfg.training.checkpoint_dir).resolve(), mode_budget(self.cfg, self.args))
+        self.algorithm = self.request.algorithm or default_algorithm.get(self.mode, self.mode)
+        self.run = TrainingRun(Path(self.cfg.training.checkpoint_dir).resolve(), mode_budget(self.cfg, self.request))
         self.stop_event = threading.Event()
         self.learner = None
         self.exit_code = 0
@@ -192,7 +205,7 @@ class TrainerNode(Node):
         RunLogger.add_listener(self.run.on_scalar)
         self.worker = threading.Thread(target=self._train, name='training', daemon=True)
         self.worker.start()
-        self.get_logger().info(f'run {self.run_id}: train {" ".join(argv)} (checkpoints under '
+        self.get_logger().info(f'run {self.run_id}: {command_line(train_options(p))} (checkpoints under '
                                f'{self.run.checkpoint_root})')
         self._report()
 
@@ -205,11 +218,11 @@ class TrainerNode(Node):
             torch.set_num_threads(self.cfg.training.torch_threads)
         try:
             if self.mode == 'online':
-                rows = self.mode_fn(self.cfg, self.args, stop=self.stop_event, on_checkpoint=self._announce,
+                rows = self.mode_fn(self.cfg, self.request, stop=self.stop_event, on_checkpoint=self._announce,
                                     on_learner=self._set_learner)
             else:
                 with stop_between_updates(self.stop_event):
-                    rows = self.mode_fn(self.cfg, self.args)
+                    rows = self.mode_fn(self.cfg, self.request)
         except TrainingStopped as stopped:  # asked to stop: what the run holds is saved
             self.stopped_line = describe_stop(stopped, self.run.checkpoint_root, self.run.started_wall)
             self.run.finish()

@@ -84,7 +84,7 @@ class Batch(NamedTuple):
 
 
 class BehavioralCloning:
-    """BC trainer with the policy surface ``learn``/``predict``/``save``/``load``."""
+    """BC trainer with the learner surface ``learn``/``train_step``/``predict``/``save``/``load``."""
 
     algorithm = "bc"
 
@@ -99,6 +99,7 @@ class BehavioralCloning:
         self.seed, self.device, self.logger = int(seed), torch.device(device), logger
         self.model: Optional[BCNetwork] = None
         self.optimizer = None
+        self._forward = None
         self.epoch = 0
         self.history: Dict[str, List[float]] = {"train_loss": [], "val_loss": []}
         self.best_val_loss = math.inf
@@ -110,6 +111,7 @@ class BehavioralCloning:
         self.model = BCNetwork(obs_dim, action_dim, self.cfg, self.cfg.use_sequences).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate,
                                           weight_decay=self.cfg.weight_decay)
+        self._forward = None  # the model, through DDP under torchrun (made at the first update)
 
     # ------------------------------------------------------------------ data
     def split(self, trajectories: Sequence[Trajectory]) -> Tuple[List[Trajectory], List[Trajectory]]:
@@ -205,7 +207,6 @@ class BehavioralCloning:
         if sharded:  # each rank takes bs / world size rows of every global batch
             distributed.local_batch_size(bs, "bc.batch_size" if not self.cfg.use_sequences else
                                          f"bc.batch_size / bc.sequence_length ({bs} windows)")
-        forward = distributed.parallel(self.model)
         best_state = None
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
         bar = progress(total, "bc", enabled=progress_bar, unit="epoch")
@@ -220,13 +221,9 @@ class BehavioralCloning:
                     idx = perm[s:s + bs]
                     if sharded:
                         part, count = self._shard(train_b, idx)
-                        loss = self._loss(part, forward, count)
+                        sum_loss += self.train_step(part, count)["loss"]
                     else:
-                        loss = self._loss(Batch(*(x[idx] for x in train_b)))
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                    sum_loss += loss.detach()
+                        sum_loss += self.train_step(Batch(*(x[idx] for x in train_b)))["loss"]
                     batches += 1
                 self.epoch += 1
                 train_loss = (distributed.mean(float(sum_loss)) if sharded else float(sum_loss)) / max(batches, 1)
@@ -247,6 +244,24 @@ class BehavioralCloning:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         return self
+
+    def train_step(self, batch: Union[Batch, Sequence[Trajectory]],
+                   count: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """One gradient step on ``batch`` (a :class:`Batch`, actions standardised, or
+        trajectories; under torchrun this rank's share with ``count``, see :meth:`_loss`).
+        The model must exist (:meth:`learn` or :meth:`load` first). Returns ``{"loss": tensor}``
+        (no device sync)."""
+        self._require_model()
+        if not isinstance(batch, Batch):
+            batch = self._tensors(list(batch))
+        if self._forward is None:
+            self._forward = distributed.parallel(self.model)
+        self.model.train()
+        loss = self._loss(batch, self._forward, count)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.detach()}
 
     @torch.no_grad()
     def evaluate_loss(self, data: Union[Batch, Sequence[Trajectory]]) -> float:

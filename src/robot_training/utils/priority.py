@@ -37,10 +37,3 @@ def set_thread_cpu_policy(policy: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def thread_cpu_policy() -> str:
-    """``idle`` or ``normal``: the calling thread's policy (for logs and tests)."""
-    if hasattr(os, "SCHED_IDLE") and os.sched_getscheduler(0) == os.SCHED_IDLE:
-        return "idle"
-    return "normal"

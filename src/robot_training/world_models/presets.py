@@ -20,19 +20,22 @@ from __future__ import annotations
 
 from robot_training.config import Config, ConfigError
 
-PRESETS = {
-    "tiny": dict(world_model=dict(state_dim=32, hidden_dim=32, stoch_dim=4, num_classes=4, mlp_layers=1,
-                                  cnn_depth=4, encoder_hidden_dim=32, encoder_layers=1),
-                 dreamer=dict(hidden_dim=32, mlp_layers=1)),
-    "small": dict(world_model=dict(state_dim=128, hidden_dim=128, stoch_dim=16, num_classes=16, mlp_layers=2,
-                                   cnn_depth=16, encoder_hidden_dim=128, encoder_layers=2),
-                  dreamer=dict(hidden_dim=128, mlp_layers=2)),
-    "medium": dict(world_model=dict(state_dim=256, hidden_dim=256, stoch_dim=32, num_classes=32, mlp_layers=2,
-                                    cnn_depth=32, encoder_hidden_dim=256, encoder_layers=2),
-                   dreamer=dict(hidden_dim=256, mlp_layers=2)),
-    "dreamerv3_s": dict(world_model=dict(state_dim=512, hidden_dim=512, stoch_dim=32, num_classes=32, mlp_layers=2,
-                                         cnn_depth=32, encoder_hidden_dim=1024, encoder_layers=5),
-                        dreamer=dict(hidden_dim=512, mlp_layers=2)),
+
+def _preset(width: int, latents: int, cnn_depth: int, encoder_layers: int, encoder_width: int,
+            mlp_layers: int) -> dict:
+    """One row of the table above: ``width`` is deter, hidden and actor/critic width,
+    ``latents`` both the number of latent variables and their classes."""
+    return dict(world_model=dict(state_dim=width, hidden_dim=width, stoch_dim=latents, num_classes=latents,
+                                 mlp_layers=mlp_layers, cnn_depth=cnn_depth, encoder_hidden_dim=encoder_width,
+                                 encoder_layers=encoder_layers),
+                dreamer=dict(hidden_dim=width, mlp_layers=mlp_layers))
+
+
+PRESETS = {  # width, latents, cnn depth, encoder layers x width, mlp layers
+    "tiny": _preset(32, 4, 4, 1, 32, 1),
+    "small": _preset(128, 16, 16, 2, 128, 2),
+    "medium": _preset(256, 32, 32, 2, 256, 2),
+    "dreamerv3_s": _preset(512, 32, 32, 5, 1024, 2),
 }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -75,15 +75,35 @@ def shape_from_plain(value) -> ObservationShape:
     return tuple(value)
 
 
-class WorldModelTrainer:
-    """A :class:`WorldModel`, its optimiser and the data it trains on."""
+class ModelSpec:
+    """What a world model is built for, kept alike by :class:`WorldModelTrainer` and the Dreamer
+    agent: ``config`` (its sizes resolved, :func:`resolve_size`), ``device``, ``observation_shape``
+    and ``action_dim``; :meth:`check_spec` refuses checkpoint data made for others."""
 
     def __init__(self, observation_shape: ObservationShape, action_dim: int, config: Optional[Config] = None,
-                 device: Optional[str] = None, action_low=None, action_high=None):
+                 device: Optional[str] = None):
         self.config = resolve_size(config or Config())
         self.device = resolve_device(device or self.config.training.device)
         self.observation_shape = shape_from_plain(observation_shape)
         self.action_dim = int(action_dim)
+
+    def check_spec(self, data: Mapping[str, Any], source: str, what: str, this: str) -> None:
+        """Raise :class:`CheckpointError` unless ``data`` (a checkpoint's state) has this
+        observation shape and action dimension; the message names ``what`` it holds and ``this``."""
+        shape = shape_from_plain(data["observation_shape"])
+        if shape != self.observation_shape or int(data["action_dim"]) != self.action_dim:
+            raise CheckpointError(f"{source}: {what} for observations {shape} and {data['action_dim']} actions; "
+                                  f"this {this} has {self.observation_shape} and {self.action_dim}")
+
+
+class WorldModelTrainer(ModelSpec):
+    """A :class:`WorldModel`, its optimiser and the data it trains on; the learner surface
+    (:class:`robot_training.learner.Learner`): ``learn`` (data, then epochs of updates),
+    ``train_step``, ``predict`` (open-loop prediction), ``save`` / ``load``."""
+
+    def __init__(self, observation_shape: ObservationShape, action_dim: int, config: Optional[Config] = None,
+                 device: Optional[str] = None, action_low=None, action_high=None):
+        super().__init__(observation_shape, action_dim, config, device)
         self.action_low = None if action_low is None else np.asarray(action_low, np.float32)
         self.action_high = None if action_high is None else np.asarray(action_high, np.float32)
         self.interface_fingerprint: Optional[str] = None
@@ -195,6 +215,21 @@ class WorldModelTrainer:
             bar.close()
         return metrics
 
+    def learn(self, trajectories: Optional[Sequence[Trajectory]] = None, num_epochs: Optional[int] = None,
+              logger: Optional[RunLogger] = None, show_progress: bool = False,
+              checkpoint_every: int = 0, checkpoint_dir: Optional[Path] = None) -> Dict[str, float]:
+        """Train on ``trajectories`` (:meth:`set_data`; None: the data set before) until
+        ``num_epochs`` (``world_model.num_epochs``) epochs of updates are done; a loaded trainer
+        continues its count. Returns the last update's metrics."""
+        if trajectories is not None:
+            self.set_data(trajectories)
+        if self.train_replay is None:
+            raise RuntimeError("no data: pass trajectories (or call set_data() first)")
+        epochs = self.config.world_model.num_epochs if num_epochs is None else int(num_epochs)
+        remaining = max(0, epochs * self.updates_per_epoch() - self.updates)
+        return self.fit(remaining, logger=logger, show_progress=show_progress,
+                        checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir)
+
     def _save_at_stop(self, checkpoint_dir: Optional[Path]):
         """A stop between two updates: the state is whole; ``--resume`` continues from it."""
         if checkpoint_dir is None:
@@ -253,11 +288,7 @@ class WorldModelTrainer:
 
     def load_checkpoint(self, path: Union[str, os.PathLike]) -> None:
         data = load_checkpoint(path, kind=CHECKPOINT_KIND)
-        shape = shape_from_plain(data["observation_shape"])
-        if shape != self.observation_shape or data["action_dim"] != self.action_dim:
-            raise CheckpointError(
-                f"{path}: world model for observations {shape} and {data['action_dim']} actions; "
-                f"this trainer has {self.observation_shape} and {self.action_dim}")
+        self.check_spec(data, str(path), "world model", "trainer")
         try:
             self.model.load_state_dict(data["model"])
         except RuntimeError as exc:
@@ -269,6 +300,19 @@ class WorldModelTrainer:
             self.action_low = data["action_low"].numpy()
             self.action_high = data["action_high"].numpy()
         set_rng_state(data["rng"], self.rng)
+
+    def predict(self, observations, actions: np.ndarray, context: int) -> Dict[str, np.ndarray]:
+        """The learner surface's name for :meth:`open_loop_prediction`."""
+        return self.open_loop_prediction(observations, actions, context)
+
+    def save(self, path: Union[str, os.PathLike]) -> Path:
+        """:meth:`save_checkpoint`."""
+        return self.save_checkpoint(path)
+
+    def load(self, path: Union[str, os.PathLike]) -> "WorldModelTrainer":
+        """:meth:`load_checkpoint`; returns the trainer."""
+        self.load_checkpoint(path)
+        return self
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: Optional[str] = None) -> "WorldModelTrainer":
@@ -294,14 +338,11 @@ def train_world_model(trajectories: Sequence[Trajectory], observation_shape: Obs
     trainer = WorldModelTrainer(observation_shape, trajectories[0].action_dim, cfg, device)
     if resume:
         trainer.load_checkpoint(resume)
-    trainer.set_data(trajectories)
-    total = num_epochs * trainer.updates_per_epoch()
-    remaining = max(0, total - trainer.updates)
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
-    trainer.fit(remaining, logger=logger, show_progress=show_progress,
-                checkpoint_every=cfg.training.checkpoint_every if checkpoint_dir else 0,
-                checkpoint_dir=checkpoint_dir)
+    trainer.learn(trajectories, num_epochs, logger=logger, show_progress=show_progress,
+                  checkpoint_every=cfg.training.checkpoint_every if checkpoint_dir else 0,
+                  checkpoint_dir=checkpoint_dir)
     return trainer
 
 
@@ -320,47 +361,27 @@ def resolve_resume(resume, directory: Path, prefix: str) -> Optional[Path]:
     return files[-1]
 
 
-def cli_trajectories(cfg: Config, args, trajectories, default_steps: int) -> List[Trajectory]:
-    """Trajectories given, or loaded from ``args.data``, or collected with random actions."""
-    if trajectories is not None:
-        return list(trajectories)
-    data = getattr(args, "data", None)
-    if data:
-        from robot_training.data.trajectory import load_trajectories
-
-        return load_trajectories(data)
-    from robot_training.envs.factories import collect_random_trajectories, make_env_factory
-
-    steps = getattr(args, "total_timesteps", None) or cfg.training.total_timesteps or default_steps
-    env = getattr(args, "env", None) or cfg.training.env
-    return collect_random_trajectories(make_env_factory(env), steps, seed=cfg.training.seed)
-
-
-def apply_cli_args(cfg: Config, args) -> Config:
-    training = {}
-    for key in ("env", "seed", "device", "checkpoint_dir", "total_timesteps"):
-        value = getattr(args, key, None)
-        if value is not None:
-            training[key] = value
-    if getattr(args, "no_progress", False):
-        training["progress_bar"] = False
-    return cfg.replace(training=training) if training else cfg
-
-
-def run_cli(cfg: Config, args, trajectories: Optional[Sequence[Trajectory]] = None) -> Dict[str, Any]:
-    """``train.py --mode world_model``: train, checkpoint under the seed's layout, log.
+def run_cli(cfg: Config, trajectories: Optional[Sequence[Trajectory]] = None,
+            resume: Union[bool, str, os.PathLike, None] = False) -> Dict[str, Any]:
+    """``train --mode world_model``: train on ``trajectories`` (None: random-action episodes of
+    ``training.env``, ``training.total_timesteps`` steps or 10 000), checkpoint under the
+    seed's layout, log. ``resume``: a checkpoint, or True for the run's newest
+    (:func:`resolve_resume`). ``cfg`` is the run's whole configuration (the options applied).
 
     Returns ``{"checkpoint": path, "validation_loss": float, "updates": int, "log_dir": str}``.
     """
-    cfg = apply_cli_args(cfg, args)
-    set_seed(cfg.training.seed, cfg.training.torch_threads)
-    trajectories = cli_trajectories(cfg, args, trajectories, default_steps=10_000)
+    if trajectories is None:
+        from robot_training.envs.factories import collect_random_trajectories, make_env_factory
+
+        trajectories = collect_random_trajectories(make_env_factory(cfg.training.env),
+                                                   cfg.training.total_timesteps or 10_000, seed=cfg.training.seed)
+    trajectories = list(trajectories)
     directory = checkpoint_directory(cfg.training.checkpoint_dir, "world_model", ALGORITHM)
-    resume = distributed.from_main(resolve_resume(getattr(args, "resume", None), directory, "world_model"))
-    name = run_name(getattr(args, "env", None) or cfg.training.env, "world_model", cfg.training.seed)
-    log_dir = Path(cfg.training.log_dir) / name
+    resume = distributed.from_main(resolve_resume(resume, directory, "world_model"))
+    log_dir = Path(cfg.training.log_dir) / run_name(cfg.training.env, "world_model", cfg.training.seed)
     shape = trajectories[0].observation_shape
     with RunLogger(log_dir, enabled=cfg.training.tensorboard) as logger:
+        # train_world_model seeds the run (set_seed), once
         trainer = train_world_model(trajectories, shape, num_epochs=cfg.world_model.num_epochs, config=cfg,
                                     logger=logger, show_progress=cfg.training.progress_bar,
                                     checkpoint_dir=directory, resume=resume)

@@ -93,12 +93,12 @@ CONTROL_PERIOD = 0.1
 """s, one env step (10 Hz, ``control_rate_hz`` of ``config/interface_uav.yaml``)."""
 MASS = 0.5
 """kg, all of it in ``base_link`` (explicit inertial: the geoms are shape only)."""
-INERTIA = (0.0023, 0.0023, 0.0040)
-"""kg·m², principal moments about the centre of mass (body axes)."""
 ARM = 0.12
 """m, rotor offset along body x and y (X configuration, 0.17 m from the centre)."""
 ROTOR_HEIGHT = 0.02
 """m, rotor plane above the centre of mass."""
+INERTIA = (0.0023, 0.0023, 0.0040)
+"""kg·m², principal moments about the centre of mass (body axes)."""
 ROTOR_NAMES = ("front_right", "front_left", "rear_left", "rear_right")
 ROTOR_XY = ((ARM, -ARM), (ARM, ARM), (-ARM, ARM), (-ARM, -ARM))
 ROTOR_YAW_SIGN = (1.0, -1.0, 1.0, -1.0)

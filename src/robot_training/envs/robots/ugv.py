@@ -52,6 +52,16 @@ Reward
     Per control step: ``1.0 * (previous planar distance to the goal - new distance)`` (the goal
     of the step's start), ``+10`` for a waypoint reached, ``-10`` for a collision, ``-0.01``.
 
+Disturbance (off by default)
+    ``disturbance=d`` adds an offset to every command before the wheels get it, drawn from
+    ``N(0, d * half the action range)`` and held for ``disturbance_hold_steps`` steps (10, 1 s):
+    a push the controller must recover from. The observation, the reward and the command the
+    controller sent (``/cmd_vel`` over ROS) are unchanged, so demonstrations recorded this way
+    label each state with what the demonstrator asked for while visiting the states its errors
+    lead to (noise injection, as in DART, Laskey et al. 2017): behavioral cloning then learns
+    the recoveries a clean demonstration never shows. Its draws have their own generator,
+    seeded from the reset seed.
+
 Termination and truncation
     Terminated on a collision (a MuJoCo contact between any robot geom and a wall or an
     obstacle; the wheels and caster on the floor are not collisions) or when the last waypoint
@@ -400,10 +410,19 @@ class UgvEnv(gym.Env, RobotEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1.0 / CONTROL_PERIOD_S))}
 
     def __init__(self, num_waypoints: int = 3, num_obstacles: int = 6, camera: bool = False,
-                 max_episode_steps: int = 600, render_mode: Optional[str] = None):
+                 max_episode_steps: int = 600, render_mode: Optional[str] = None, disturbance: float = 0.0,
+                 disturbance_hold_steps: int = 10):
         _check_count("num_waypoints", num_waypoints, minimum=1)
         _check_count("num_obstacles", num_obstacles, minimum=0)
         _check_count("max_episode_steps", max_episode_steps, minimum=1)
+        _check_count("disturbance_hold_steps", disturbance_hold_steps, minimum=1)
+        if isinstance(disturbance, (bool, np.bool_)) or not isinstance(disturbance, (int, float, np.floating)) \
+                or not 0.0 <= float(disturbance) <= 2.0:
+            raise ValueError(f"disturbance must be a number in [0, 2] (a fraction of half the action range), "
+                             f"got {disturbance!r}")
+        self.disturbance, self.disturbance_hold_steps = float(disturbance), int(disturbance_hold_steps)
+        self._disturbance_rng: Optional[np.random.Generator] = None
+        self._offset = np.zeros(2)
         if not isinstance(camera, (bool, np.bool_)):
             raise ValueError(f"camera must be a bool, got {camera!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -463,6 +482,8 @@ class UgvEnv(gym.Env, RobotEnv):
               ) -> Tuple[np.ndarray, Dict[str, Any]]:
         super().reset(seed=seed)
         self.mission = sample_mission(self.np_random, self.num_obstacles, self.num_waypoints)
+        if self.disturbance > 0.0:  # its own stream, drawn only when on: missions stay those of the seed
+            self._disturbance_rng = np.random.default_rng(self.np_random.integers(2 ** 63))
         self._reset_episode_counters()
         self._place(self.mission)
         self._settle()
@@ -476,7 +497,12 @@ class UgvEnv(gym.Env, RobotEnv):
         (larger) distance as a loss."""
         if self.mission is None:
             raise RuntimeError("UgvEnv.step() called before reset()")
-        linear_x, angular_z = np.clip(np.asarray(action, dtype=np.float64).reshape(2), ACTION_LOW, ACTION_HIGH)
+        command = np.asarray(action, dtype=np.float64).reshape(2)
+        if self.disturbance > 0.0:
+            if self._steps % self.disturbance_hold_steps == 0:
+                self._offset = self._disturbance_rng.normal(0.0, self.disturbance, 2) * (ACTION_HIGH - ACTION_LOW) / 2
+            command = command + self._offset
+        linear_x, angular_z = np.clip(command, ACTION_LOW, ACTION_HIGH)
         self.data.ctrl[:] = wheel_speeds(float(linear_x), float(angular_z))
         before = self._planar_position()
         distance_before = self._goal_distance(before)
