@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_training.data.bag_dataset import load_bag_dataset, write_synthetic_bag
-from robot_training.data.interface import interface_from_dict
+from robot_training.interface.description import interface_from_dict
 
 INTERFACE = {
     "name": "bench",
@@ -62,7 +62,7 @@ def write_real_like_bag(path: Path, storage: str, seconds: float, start_ns: int 
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode  # noqa: PLC0415
 
     from robot_training.data.bag_dataset import make_typestore  # noqa: PLC0415
-    from robot_training.data.converters import rosbags_message_factory, set_stamp  # noqa: PLC0415
+    from robot_training.interface.converters import rosbags_message_factory, set_stamp  # noqa: PLC0415
 
     store = make_typestore()
     rng = np.random.default_rng(0)
@@ -116,7 +116,7 @@ def write_real_like_bag(path: Path, storage: str, seconds: float, start_ns: int 
 def cold_first_load(bag: Path, real: bool) -> float:
     """Seconds of one ``load_bag_dataset(cache=False)`` in a fresh interpreter (the call only)."""
     code = ("import sys, time; sys.path.insert(0, %r); import bench_bag_dataset as b; "
-            "from robot_training.data.interface import interface_from_dict as f; "
+            "from robot_training.interface.description import interface_from_dict as f; "
             "d = f(b.REAL_INTERFACE if %r else b.INTERFACE); t = time.perf_counter(); "
             "b.load_bag_dataset(%r, d, cache=False); print(time.perf_counter() - t)") % (
         str(Path(__file__).parent), real, str(bag))

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from sensor_msgs.msg import CompressedImage, PointCloud2, PointField
 
-from robot_training.data.converters import Options, make_converter
+from robot_training.interface.converters import Options, make_converter
 
 
 def scene(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:

@@ -136,7 +136,7 @@ LEARNER = {
 
 
 def record_episodes(dataset: Path, lengths) -> None:
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
 
     sim = SimRecording(dataset, load_interface(INTERFACE))
     sim.episode = len([p for p in dataset.glob('episode_*') if p.is_dir()]) if dataset.is_dir() else 0

@@ -2,6 +2,7 @@
 
     source scripts/env.sh
     python bench/bench_robots.py --train ppo:uav:300000 sac:ugv:150000   # model-free, from state
+    python bench/bench_robots.py --train ppo:ugv:1000000:ugv              # with config/presets/ugv.yaml
     python bench/bench_robots.py --bc 50                                  # BC from 50 recorded demos
     python bench/bench_robots.py --speed                                  # lock-step rate over ROS, camera
 
@@ -45,19 +46,21 @@ def evaluate(robot: str, checkpoint) -> dict:
             'complete_pct': 100 * report.success_rate}
 
 
-def train(algorithm: str, robot: str, steps: int, workdir: Path) -> dict:
+def train(algorithm: str, robot: str, steps: int, workdir: Path, preset: str = '') -> dict:
     import torch
 
+    from robot_training.config import load_config
     from robot_training.envs import ROBOT_ENV_IDS
     from robot_training.policies.train_policy import PolicyTrainer
 
     torch.set_num_threads(1)
     start = time.time()
-    trainer = PolicyTrainer(algorithm, ROBOT_ENV_IDS[robot], checkpoint_dir=workdir / f'{algorithm}_{robot}',
+    trainer = PolicyTrainer(algorithm, ROBOT_ENV_IDS[robot], config=load_config(preset=preset or None),
+                            checkpoint_dir=workdir / f'{algorithm}_{robot}{"_" + preset if preset else ""}',
                             progress_bar=False)
     trainer.learn(steps)
     trainer.close()
-    row = {'run': f'{algorithm} {robot}', 'env_steps': steps, 'train_min': (time.time() - start) / 60}
+    row = {'run': f'{algorithm} {robot}' + (f' (preset {preset})' if preset else ''), 'env_steps': steps, 'train_min': (time.time() - start) / 60}
     row.update(evaluate(robot, trainer.final_checkpoint))
     return row
 
@@ -146,7 +149,7 @@ def speed(workdir: Path) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--train', nargs='*', default=[], metavar='ALGORITHM:ROBOT:STEPS')
+    parser.add_argument('--train', nargs='*', default=[], metavar='ALGORITHM:ROBOT:STEPS[:PRESET]')
     parser.add_argument('--bc', type=int, default=0, metavar='MISSIONS')
     parser.add_argument('--disturbance', type=float, default=DEMO_DISTURBANCE,
                         help='the simulator\'s actuator disturbance while the demonstrations are recorded '
@@ -157,8 +160,8 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix='bench_robots_'))
     rows = []
     for spec in args.train:
-        algorithm, robot, steps = spec.split(':')
-        rows.append(train(algorithm, robot, int(steps), workdir))
+        algorithm, robot, steps, *preset = spec.split(':')
+        rows.append(train(algorithm, robot, int(steps), workdir, *preset))
         print(json.dumps(rows[-1]), flush=True)
     if args.bc:
         rows.append(behavioral_cloning(args.bc, workdir, args.disturbance))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_training.data.converters import rosbags_message_factory, set_stamp
-from robot_training.data.interface import interface_from_dict
+from robot_training.interface.converters import rosbags_message_factory, set_stamp
+from robot_training.interface.description import interface_from_dict
 
 try:  # the typestore's home (bag_dataset formerly)
     from robot_training.recording.typestore import make_typestore

@@ -27,7 +27,7 @@ def test_a_new_off_policy_algorithm_is_one_registry_line(monkeypatch, tmp_path):
     """With one more line (a 'td3' that is SAC underneath), the CLI accepts it, PolicyTrainer
     builds it, the loop learns with it and the deploy loader takes its checkpoints."""
     from robot_training import train
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
     from robot_training.deploy import deployable_kinds, loader_for
     from robot_training.online.learner import OnlineLearner, check_algorithm, loop_algorithms
     from robot_training.policies.sac import SAC

@@ -16,7 +16,7 @@ from robot_training.data.bag_dataset import (
     load_bag_dataset,
     write_synthetic_bag,
 )
-from robot_training.data.interface import InterfaceError, interface_from_dict
+from robot_training.interface.description import InterfaceError, interface_from_dict
 
 BASE = {
     "name": "test",
@@ -260,8 +260,8 @@ def test_interface_stored_with_the_bags(tmp_path):
 def test_bags_of_the_project_recorder(tmp_path):
     """Episodes recorded by robot_training.recording load with the description they were recorded for."""
     from robot_training.data.bag_dataset import make_typestore
-    from robot_training.data.converters import rosbags_message_factory, set_stamp
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.converters import rosbags_message_factory, set_stamp
+    from robot_training.interface.description import load_interface
     from robot_training.recording import DatasetRecorder, RecorderConfig
 
     pendulum = load_interface(os.path.join(os.path.dirname(__file__), "..", "config", "interface_inverted_pendulum.yaml"))

@@ -15,8 +15,8 @@ from rosbags.typesys import Stores, get_typestore
 
 from robot_training.bags import main
 from robot_training.data.bag_dataset import BagError, BagWarning, find_bags, load_bag_dataset, make_typestore
-from robot_training.data.converters import rosbags_message_factory, set_stamp
-from robot_training.data.interface import interface_from_dict
+from robot_training.interface.converters import rosbags_message_factory, set_stamp
+from robot_training.interface.description import interface_from_dict
 from robot_training.data.trajectory import load_trajectories, save_trajectories
 from robot_training.recording import repair_bag
 from robot_training.recording.typestore import generate_decoder

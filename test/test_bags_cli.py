@@ -11,7 +11,7 @@ import yaml
 
 from robot_training.bags import main
 from robot_training.data.bag_dataset import load_bag_dataset, write_synthetic_bag
-from robot_training.data.interface import load_interface
+from robot_training.interface.description import load_interface
 from robot_training.data.trajectory import load_trajectories
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"

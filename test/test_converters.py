@@ -9,8 +9,8 @@ import pytest
 from PIL import Image as PILImage
 from rosbags.typesys import Stores, get_typestore
 
-from robot_training.data.converters import ConversionError, InterfaceError, rosbags_message_factory
-from robot_training.data.interface import interface_from_dict, load_interface
+from robot_training.interface.converters import ConversionError, InterfaceError, rosbags_message_factory
+from robot_training.interface.description import interface_from_dict, load_interface
 
 import geometry_msgs.msg  # rclpy message classes (no ROS graph needed)
 import nav_msgs.msg
@@ -532,7 +532,7 @@ def test_bag_of_compressed_images_and_clouds_loads_like_the_converters(tmp_path)
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from robot_training.data.bag_dataset import load_bag_dataset
-    from robot_training.data.converters import set_stamp
+    from robot_training.interface.converters import set_stamp
 
     desc = interface_from_dict({
         "control_rate_hz": 10, "max_staleness_s": 0.05,

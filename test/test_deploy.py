@@ -9,7 +9,7 @@ import torch
 
 from robot_training.checkpoint import load_checkpoint, save_checkpoint
 from robot_training.config import Config
-from robot_training.data.interface import load_interface
+from robot_training.interface.description import load_interface
 from robot_training.deploy import DeployError, PolicyRunner, load_policy
 from robot_training.envs.ros_sim import EVENT_END, EVENT_START, InterfaceSim, SimError
 

@@ -18,7 +18,7 @@ from camera_bag import camera_interface, frame, write_camera_bag
 from robot_training.bags import main
 from robot_training.data.bag_dataset import load_bag_dataset, write_synthetic_bag
 from robot_training.data.export_lerobot import ExportError, export_lerobot, require_pyarrow
-from robot_training.data.interface import load_interface
+from robot_training.interface.description import load_interface
 from robot_training.data.trajectory import Trajectory
 
 PENDULUM = Path(__file__).resolve().parents[1] / "config" / "interface_inverted_pendulum.yaml"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robot_training.data.interface import load_interface
+from robot_training.interface.description import load_interface
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = REPO / 'gazebo' / 'worlds' / 'ugv_arena.sdf'

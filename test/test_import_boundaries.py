@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / 'src' / 'robot_training'
 LAYERS = [
     ('utils',),                                   # logging, files, seeding, precision, stopping
     ('config', 'checkpoint', 'networks', 'algorithms', 'learner'),  # the registry (names, no imports); the protocol
-    ('data', 'recording'),                        # trajectories, interface description, bags
+    ('interface', 'data', 'recording'),           # the interface contract; trajectories, replay, bags
     ('envs',),                                    # environments, factories, collection
     ('policies', 'world_models'),                 # model-free learners; the world model
     ('supervised_learning', 'reinforcement_learning'),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from robot_training.data.interface import (
+from robot_training.interface.description import (
     InterfaceError,
     interface_from_dict,
     load_interface,

@@ -82,7 +82,7 @@ def test_sim_recorder_bag_dataset_equals_the_env(procs, tmp_path):
     mission replayed in-process with the recorded actions). Timer stepping in real time, as
     the learning loop records (the replay assumes no tick was missed: 100 ms periods)."""
     from robot_training.data.bag_dataset import load_bag_dataset
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
     from robot_training.envs import make_env
 
     interface_file = REPO / 'config' / 'interface_ugv_camera.yaml'

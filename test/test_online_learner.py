@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from robot_training.config import Config
-from robot_training.data.interface import load_interface
+from robot_training.interface.description import load_interface
 from robot_training.online.episodes import EpisodeFeed
 from robot_training.online.learner import OnlineError, OnlineLearner, check_algorithm
 
@@ -30,7 +30,7 @@ class SimRecording:
 
     def __init__(self, dataset: Path, interface):
         from robot_training.data.bag_dataset import make_typestore
-        from robot_training.data.converters import rosbags_message_factory
+        from robot_training.interface.converters import rosbags_message_factory
         from robot_training.recording import DatasetRecorder, RecorderConfig
 
         self.rec = DatasetRecorder(RecorderConfig(dataset_dir=str(dataset), interface_fingerprint=interface.fingerprint,
@@ -46,7 +46,7 @@ class SimRecording:
         self.episode = 0
 
     def write(self, topic, t, stamped):
-        from robot_training.data.converters import set_stamp
+        from robot_training.interface.converters import set_stamp
 
         if stamped:
             set_stamp(self.msgs[topic], t)

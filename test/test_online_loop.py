@@ -159,7 +159,7 @@ def test_corrupted_or_foreign_checkpoint_is_refused_and_stale_observations_get_t
     from std_srvs.srv import SetBool
 
     from robot_training.checkpoint import file_sha256
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
     from robot_training_msgs.msg import Checkpoint
     from test_deploy import tiny_policy
 
@@ -236,6 +236,6 @@ def test_online_loop_command_stops_on_a_double_sigint_with_everything_saved(tmp_
     assert episodes and all((d / 'metadata.yaml').is_file() and read_sidecar(d)['status'] == 'complete'
                             for d in episodes)
     policy = load_policy(newest_checkpoint(loop), interface=__import__(
-        'robot_training.data.interface', fromlist=['load_interface']).load_interface(INTERFACE))
+        'robot_training.interface.description', fromlist=['load_interface']).load_interface(INTERFACE))
     assert policy.kind == 'sac'
     assert (loop / 'learning_curve.png').stat().st_size > 1000

@@ -35,7 +35,7 @@ def write_pendulum_bag(path, episodes=2, steps=200, rate_hz=100):
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from robot_training.data.bag_dataset import make_typestore
-    from robot_training.data.converters import rosbags_message_factory, set_stamp
+    from robot_training.interface.converters import rosbags_message_factory, set_stamp
 
     store = make_typestore()
     types = {'/joint_states': 'sensor_msgs/msg/JointState', '/cmd': 'std_msgs/msg/Float64MultiArray',
@@ -81,7 +81,7 @@ def pendulum_bag(tmp_path_factory):
 
 @pytest.mark.parametrize('kind', ['ppo', 'sac', 'bc', 'bc_lstm', 'dreamer'])
 def test_policy_server_acts_as_the_trainer_predicts(kind, pendulum_bag, tmp_path):
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
     from robot_training.deploy.parity import offline_actions, plan_playback
 
     checkpoint = {'ppo': lambda: tiny_policy(tmp_path, 'ppo'), 'sac': lambda: tiny_policy(tmp_path, 'sac'),

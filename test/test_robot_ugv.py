@@ -108,8 +108,8 @@ def test_interface_description_builds_the_observation_from_the_robots_messages(r
     """config/interface_ugv.yaml applied to the simulator's full ROS messages gives back the
     env's observation, step after step, and the scripted driver completes missions through it."""
     typesys = pytest.importorskip("rosbags.typesys")
-    from robot_training.data.converters import rosbags_message_factory
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.converters import rosbags_message_factory
+    from robot_training.interface.description import load_interface
     from robot_training.envs.ros_sim import InterfaceSim
 
     interface = load_interface(repo_root / "config" / "interface_ugv.yaml")

@@ -8,7 +8,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from robot_training.data.bag_dataset import BagError, load_bag_dataset, make_typestore
-from robot_training.data.converters import (
+from robot_training.interface.converters import (
     InterfaceError,
     NotReady,
     TFPoseConverter,
@@ -16,8 +16,8 @@ from robot_training.data.converters import (
     set_stamp,
     stamp_ns,
 )
-from robot_training.data.frames import FrameTree, make_transform, quat_multiply, quat_rotate
-from robot_training.data.interface import interface_from_dict
+from robot_training.interface.frames import FrameTree, make_transform, quat_multiply, quat_rotate
+from robot_training.interface.description import interface_from_dict
 from robot_training.deploy import PolicyRunner
 from robot_training.envs.robot_messages import static_transforms
 

@@ -136,7 +136,7 @@ def test_supervised_from_bags_through_the_interface(tmp_path, capsys):
     assert bc.predict(np.zeros(4, np.float32)).shape == (1,)
     # the model remembers the description its inputs came through (the policy server checks it)
     from robot_training.checkpoint import load_checkpoint
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
 
     assert load_checkpoint(ckpt)["interface_fingerprint"] == load_interface(iface).fingerprint
     assert bc.interface_fingerprint == load_interface(iface).fingerprint

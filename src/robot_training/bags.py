@@ -49,7 +49,7 @@ def _topic_rows(bag: Path):
     """Per topic of ``bag``: its row of the table; the episode events; one line per problem
     (a topic that does not decode, a count that differs from metadata.yaml)."""
     from robot_training.data.bag_dataset import open_reader
-    from robot_training.data.converters import stamp_ns
+    from robot_training.interface.converters import stamp_ns
     from robot_training.recording.typestore import DecodeError
 
     with open_reader(bag) as reader:
@@ -185,7 +185,7 @@ def cmd_repair(args) -> int:
 
 def cmd_export(args) -> int:
     from robot_training.data.bag_dataset import load_bag_dataset
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
     from robot_training.data.trajectory import save_trajectories
 
     _export_preflight(args)

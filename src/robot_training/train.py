@@ -379,7 +379,7 @@ def run_online(cfg, request: RunRequest, stop=None, on_checkpoint=None, on_learn
     import signal
     import threading
 
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
     from robot_training.online.learner import OnlineError, OnlineLearner, check_algorithm
     from robot_training.utils.logging import RunLogger, run_name
     from robot_training.utils.seeding import set_seed
@@ -531,7 +531,7 @@ def _user_errors():
     from robot_training.checkpoint import CheckpointError
     from robot_training.config import ConfigError
     from robot_training.data.bag_dataset import BagError
-    from robot_training.data.interface import InterfaceError
+    from robot_training.interface.description import InterfaceError
     from robot_training.data.trajectory import TrajectoryError
     from robot_training.envs.make import EnvError
 

@@ -89,8 +89,8 @@ from robot_training.data.bag_reader import (  # noqa: F401 - BagError and open_r
     open_reader,
     storage_problem,
 )
-from robot_training.data.converters import ConversionError, NotReady
-from robot_training.data.interface import (
+from robot_training.interface.converters import ConversionError, NotReady
+from robot_training.interface.description import (
     EPISODE_EVENT_TYPE,
     InterfaceDescription,
     InterfaceError,
@@ -612,7 +612,7 @@ def load_bag_dataset(
     """Trajectories from one bag, a folder of bags, or a list of either (see the module doc).
 
     Raises :class:`BagError` for unreadable bags and bags that lack what the description
-    needs, :class:`~robot_training.data.interface.InterfaceError` for a bad description.
+    needs, :class:`~robot_training.interface.description.InterfaceError` for a bad description.
     With ``strict=False`` a dataset is read as far as it can be: every usable episode is
     returned, and each bag that is not (unfinished, unreadable, foreign, missing a topic, such
     as an episode recorded before the actor's first command) is skipped and appended to
@@ -711,7 +711,7 @@ def write_synthetic_bag(
     """
     from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: PLC0415
 
-    from robot_training.data.converters import rosbags_message_factory, set_stamp  # noqa: PLC0415
+    from robot_training.interface.converters import rosbags_message_factory, set_stamp  # noqa: PLC0415
 
     store = make_typestore()
     path = Path(path)

@@ -530,7 +530,7 @@ class BagReader:
         that connection's messages, this one included, are yielded with message None at their
         receive time. Once every message is read, the counts are checked against
         ``metadata.yaml`` (:meth:`check_counts`, warnings in :attr:`warnings`)."""
-        from robot_training.data.converters import stamp_ns  # noqa: PLC0415 - the storage reader alone needs none
+        from robot_training.interface.converters import stamp_ns  # noqa: PLC0415 - the storage reader alone needs none
         from robot_training.recording.typestore import DecodeError  # noqa: PLC0415
 
         conns = self.connections

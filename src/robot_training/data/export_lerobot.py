@@ -62,7 +62,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from robot_training.data.interface import InterfaceDescription
+from robot_training.interface.description import InterfaceDescription
 from robot_training.data.trajectory import Trajectory
 
 CODEBASE_VERSION = "v3.0"

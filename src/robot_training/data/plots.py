@@ -32,7 +32,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from robot_training.data.interface import InterfaceDescription
+from robot_training.interface.description import InterfaceDescription
 from robot_training.data.trajectory import Trajectory
 from robot_training.recording.stats import GAP_FACTOR, gap_indices
 

@@ -92,7 +92,7 @@ def _episode_slice(observations, index) -> Any:
 def plan_playback(bag: PathLike, interface=None, episodes: Optional[int] = 5) -> List[EpisodePlayback]:
     """The first ``episodes`` episodes of ``bag`` (None: all), each tick with its messages."""
     from robot_training.data.bag_dataset import find_bags, find_interface, load_bag_dataset
-    from robot_training.data.interface import load_interface
+    from robot_training.interface.description import load_interface
 
     bag = Path(bag)
     bags = find_bags(bag)

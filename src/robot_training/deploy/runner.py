@@ -39,7 +39,7 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from robot_training.data.converters import ConversionError, NotReady, stamp_ns
+from robot_training.interface.converters import ConversionError, NotReady, stamp_ns
 from robot_training.deploy.policy import DeployedPolicy, DeployError, load_policy
 
 

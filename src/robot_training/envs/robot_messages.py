@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 import numpy as np
 
-from robot_training.data.converters import _assign_sequence, set_stamp
+from robot_training.interface.converters import _assign_sequence, set_stamp
 from robot_training.envs.robots.base import BASE_FRAME, CAMERA_FRAME, ODOM_FRAME, SCAN_FRAME, RobotState
 
 Factory = Callable[[], Any]

@@ -31,7 +31,7 @@ from typing import Dict, List, Union
 import numpy as np
 
 from robot_training.data.bag_dataset import BagError, bag_content_key, load_bag_dataset
-from robot_training.data.interface import InterfaceError
+from robot_training.interface.description import InterfaceError
 from robot_training.data.trajectory import Trajectory
 from robot_training.recording.recorder import list_episode_dirs, read_sidecar
 

@@ -194,7 +194,7 @@ def report(args) -> dict:
     episodes = summary.get('episodes', [])
     rate = None
     try:
-        from robot_training.data.interface import load_interface
+        from robot_training.interface.description import load_interface
 
         interface = load_interface(args.interface_file)
         rate = interface.control_rate_hz

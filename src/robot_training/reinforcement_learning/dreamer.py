@@ -30,7 +30,7 @@ from robot_training.config import Config, config_from_dict
 from robot_training.networks.encoders import ObservationShape, ObservationShapeError, split_observation_shape
 from robot_training.reinforcement_learning.behavior import ActorCritic
 from robot_training.world_models.replay import denormalize_action
-from robot_training.world_models.train_world_model import ModelSpec, shape_from_plain, shape_to_plain
+from robot_training.world_models.train_world_model import ModelSpec, shape_from_plain
 from robot_training.world_models.world_model import WorldModel
 
 Carry = Dict[str, torch.Tensor]
@@ -40,9 +40,11 @@ CHECKPOINT_KIND = "dreamer"
 class DreamerAgent(ModelSpec):
     def __init__(self, observation_shape: ObservationShape, action_dim: int, config: Optional[Config] = None,
                  device: Optional[str] = None, action_low=None, action_high=None):
-        super().__init__(observation_shape, action_dim, config, device)
-        self.action_low = np.full(action_dim, -1.0, np.float32) if action_low is None else np.asarray(action_low, np.float32)
-        self.action_high = np.full(action_dim, 1.0, np.float32) if action_high is None else np.asarray(action_high, np.float32)
+        super().__init__(observation_shape, action_dim, config, device, action_low, action_high)
+        if self.action_low is None:  # the actor's own [-1, 1]
+            self.action_low = np.full(self.action_dim, -1.0, np.float32)
+        if self.action_high is None:
+            self.action_high = np.full(self.action_dim, 1.0, np.float32)
         self.world_model = WorldModel(self.observation_shape, self.action_dim, self.config).to(self.device)
         self.interface_fingerprint: Optional[str] = None
         """The interface description of the data it learned from (bags), kept in checkpoints."""
@@ -125,10 +127,7 @@ class DreamerAgent(ModelSpec):
         return {
             "world_model": self.world_model.state_dict(),
             "behavior": self.behavior.state_dict(),
-            "observation_shape": shape_to_plain(self.observation_shape),
-            "action_dim": self.action_dim,
-            "action_low": torch.as_tensor(self.action_low),
-            "action_high": torch.as_tensor(self.action_high),
+            **self.spec_state(),
         }
 
     def load_state_dict(self, data: Mapping[str, Any], source: str = "<state>") -> None:

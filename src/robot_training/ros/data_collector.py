@@ -53,7 +53,7 @@ class ROSDataCollector:
         self.interface = None
         wanted = {t: '' for t in (topics or [])}
         if interface is not None:
-            from robot_training.data.interface import load_interface
+            from robot_training.interface.description import load_interface
             self.interface = load_interface(interface)
             wanted.update({t: m for t, m in self.interface.streams()})
         if episode_event_topic:

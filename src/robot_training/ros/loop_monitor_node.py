@@ -76,7 +76,7 @@ class LoopMonitorNode(Node):
         self._best = float('-inf')
         self.interface = None
         if p['eval_env']:
-            from robot_training.data.interface import load_interface
+            from robot_training.interface.description import load_interface
             if not p['interface_file']:
                 raise ValueError('eval_env needs interface_file (the interface the checkpoints were trained for)')
             self.interface = load_interface(p['interface_file'])

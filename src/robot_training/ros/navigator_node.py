@@ -51,7 +51,7 @@ class NavigatorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('navigator', **kwargs)
         p = declare_parameters(self, PARAMETERS)
-        from robot_training.data.interface import load_interface
+        from robot_training.interface.description import load_interface
         from robot_training.envs.robots import interface_file
         from robot_training.scenarios.waypoint import ROBOTS, scripted_controller, vector_observation
 
@@ -121,7 +121,7 @@ class NavigatorNode(Node):
     def _on_odom(self, msg) -> None:
         if self.tracker is None:
             return
-        from robot_training.data.converters import stamp_ns
+        from robot_training.interface.converters import stamp_ns
 
         stamp = stamp_ns(msg)
         if self.mission_start_wall is None:

@@ -172,7 +172,7 @@ def play(plans, interface, checkpoint: Path, interface_file: Path, timeout: floa
 
 def run(args) -> int:
     from robot_training.data.bag_dataset import BagError
-    from robot_training.data.interface import InterfaceError, load_interface
+    from robot_training.interface.description import InterfaceError, load_interface
     from robot_training.deploy.parity import ParityError, make_report, plan_playback
 
     checkpoint = Path(args.checkpoint).resolve()

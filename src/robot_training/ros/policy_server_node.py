@@ -45,7 +45,7 @@ import time
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from robot_training.data.converters import stamp_ns
+from robot_training.interface.converters import stamp_ns
 from robot_training.ros._common import declare_parameters, message_class, run_node, subscribe_observations
 
 PARAMETERS = {
@@ -142,7 +142,7 @@ class PolicyServerNode(LifecycleNode):
         self._made, self.runner, self._loader = {}, None, None
 
     def configure(self) -> None:
-        from robot_training.data.interface import load_interface
+        from robot_training.interface.description import load_interface
         from robot_training.deploy import ActorStats, ActTrigger, PolicyRunner
 
         p = {name: self.get_parameter(name).value for name in PARAMETERS}

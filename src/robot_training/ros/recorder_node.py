@@ -65,7 +65,7 @@ class RecorderNode(Node):
         wanted = {t: '' for t in topics}
         fingerprint, rates, interface_yaml = '', {}, ''
         if p['interface_file']:
-            from robot_training.data.interface import load_interface
+            from robot_training.interface.description import load_interface
             interface = load_interface(p['interface_file'])
             fingerprint = interface.fingerprint
             interface_yaml = interface.to_yaml()

@@ -105,7 +105,7 @@ class SimNode(Node):
         p = declare_parameters(self, PARAMETERS)
         if p['step_mode'] not in ('timer', 'command'):
             raise ValueError(f"step_mode must be 'timer' or 'command', got {p['step_mode']!r}")
-        from robot_training.data.interface import load_interface
+        from robot_training.interface.description import load_interface
         from robot_training.envs.ros_sim import InterfaceSim
 
         interface = load_interface(p['interface_file'] or default_interface_file(p['env']))

@@ -139,7 +139,7 @@ class WaypointNavigator:
                  deterministic: bool = True):
         if robot not in ROBOTS:
             raise ValueError(f"robot: expected one of {', '.join(ROBOTS)}, got {robot!r}")
-        from robot_training.data.interface import load_interface
+        from robot_training.interface.description import load_interface
 
         self.robot = robot
         self.interface = load_interface(interface_file(robot))

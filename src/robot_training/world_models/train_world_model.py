@@ -77,15 +77,26 @@ def shape_from_plain(value) -> ObservationShape:
 
 class ModelSpec:
     """What a world model is built for, kept alike by :class:`WorldModelTrainer` and the Dreamer
-    agent: ``config`` (its sizes resolved, :func:`resolve_size`), ``device``, ``observation_shape``
-    and ``action_dim``; :meth:`check_spec` refuses checkpoint data made for others."""
+    agent: ``config`` (its sizes resolved, :func:`resolve_size`), ``device``, ``observation_shape``,
+    ``action_dim`` and the action bounds (None: not known yet). :meth:`spec_state` is their part
+    of a checkpoint's state; :meth:`check_spec` refuses checkpoint data made for others."""
 
     def __init__(self, observation_shape: ObservationShape, action_dim: int, config: Optional[Config] = None,
-                 device: Optional[str] = None):
+                 device: Optional[str] = None, action_low=None, action_high=None):
         self.config = resolve_size(config or Config())
         self.device = resolve_device(device or self.config.training.device)
         self.observation_shape = shape_from_plain(observation_shape)
         self.action_dim = int(action_dim)
+        self.action_low = None if action_low is None else np.asarray(action_low, np.float32)
+        self.action_high = None if action_high is None else np.asarray(action_high, np.float32)
+
+    def spec_state(self) -> Dict[str, Any]:
+        return {
+            "observation_shape": shape_to_plain(self.observation_shape),
+            "action_dim": self.action_dim,
+            "action_low": None if self.action_low is None else torch.as_tensor(self.action_low),
+            "action_high": None if self.action_high is None else torch.as_tensor(self.action_high),
+        }
 
     def check_spec(self, data: Mapping[str, Any], source: str, what: str, this: str) -> None:
         """Raise :class:`CheckpointError` unless ``data`` (a checkpoint's state) has this
@@ -103,9 +114,7 @@ class WorldModelTrainer(ModelSpec):
 
     def __init__(self, observation_shape: ObservationShape, action_dim: int, config: Optional[Config] = None,
                  device: Optional[str] = None, action_low=None, action_high=None):
-        super().__init__(observation_shape, action_dim, config, device)
-        self.action_low = None if action_low is None else np.asarray(action_low, np.float32)
-        self.action_high = None if action_high is None else np.asarray(action_high, np.float32)
+        super().__init__(observation_shape, action_dim, config, device, action_low, action_high)
         self.interface_fingerprint: Optional[str] = None
         """The interface description of the training data (bags), kept in checkpoints."""
         wm = self.config.world_model
@@ -274,10 +283,7 @@ class WorldModelTrainer(ModelSpec):
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "observation_shape": shape_to_plain(self.observation_shape),
-            "action_dim": self.action_dim,
-            "action_low": None if self.action_low is None else torch.as_tensor(self.action_low),
-            "action_high": None if self.action_high is None else torch.as_tensor(self.action_high),
+            **self.spec_state(),
             "updates": self.updates,
             "rng": rng_state(self.rng),
         }

@@ -24,7 +24,7 @@ Example (see ``config/interface_example.yaml`` for every stream kind)::
       size: 1
       low: [-3.0]
       high: [3.0]
-    reward:                       # or {function: <name in robot_training.data.rewards>}
+    reward:                       # or {function: <name in robot_training.interface.rewards>}
       topic: /reward
       type: std_msgs/msg/Float64
     episodes:                     # or {source: bag}: one episode per bag
@@ -61,7 +61,7 @@ import numpy as np
 import yaml
 
 from robot_training.config import parse_yaml_file
-from robot_training.data.converters import (
+from robot_training.interface.converters import (
     ConversionError,
     Converter,
     InterfaceError,
@@ -70,7 +70,7 @@ from robot_training.data.converters import (
     clip_action,
     make_converter,
 )
-from robot_training.data.rewards import REWARD_FUNCTIONS
+from robot_training.interface.rewards import REWARD_FUNCTIONS
 from robot_training.recording.episode_meta import EPISODE_EVENT_TYPE, TERMINAL_REASONS
 
 __all__ = [
@@ -317,7 +317,7 @@ class InterfaceDescription:
 
         ``message_factory`` returns a new, default-valued message of the action type when called
         without arguments: an rclpy class (``std_msgs.msg.Float64MultiArray``) or
-        :func:`robot_training.data.converters.rosbags_message_factory`.
+        :func:`robot_training.interface.converters.rosbags_message_factory`.
         """
         return self.action.converter.to_message(self.clip_action(action), message_factory, stamp=stamp)
 

@@ -69,7 +69,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from robot_training.config import ConfigError
-from robot_training.data.frames import FrameError, FrameTree, make_transform
+from robot_training.interface.frames import FrameError, FrameTree, make_transform
 
 
 class InterfaceError(ConfigError):
@@ -844,7 +844,7 @@ class PointCloud2Converter(Converter):
 class TFPoseConverter(Converter):
     """The pose of ``child_frame`` in ``parent_frame`` from ``tf2_msgs/TFMessage`` transforms.
 
-    A :class:`~robot_training.data.frames.FrameTree` inside the converter takes every transform
+    A :class:`~robot_training.interface.frames.FrameTree` inside the converter takes every transform
     of every message of the stream's topic (``/tf``) and of ``static_topic`` (``/tf_static``;
     ``""`` for none) through :meth:`observe`: per child frame the transform with the newest
     stamp wins (a tie: the later message), whether static or not. The array is the chained
