@@ -49,8 +49,11 @@ Mission
     driver completes all 50 default missions of seeds 0..49 (150/150 waypoints, no collision).
 
 Reward
-    Per control step: ``1.0 * (previous planar distance to the goal - new distance)`` (the goal
-    of the step's start), ``+10`` for a waypoint reached, ``-10`` for a collision, ``-0.01``.
+    Per control step: ``5.0 * (previous planar distance to the goal - new distance)`` (the goal
+    of the step's start), ``+10`` for a waypoint reached, ``-50`` for a collision, ``-0.01``.
+    With ``1.0`` and ``-10`` PPO reached 35 % of the waypoints after 500k steps (it learned to
+    loiter: a drive towards the goal paid too little for the collisions it risked); with these,
+    80 % after 1M (``config/presets/ugv.yaml``, README "Robots").
 
 Disturbance (off by default)
     ``disturbance=d`` adds an offset to every command before the wheels get it, drawn from
@@ -129,9 +132,9 @@ OBS_SIZE = 78
 SCAN_SLICE, TWIST_SLICE, IMU_SLICE, GOAL_SLICE = slice(0, 64), slice(64, 70), slice(70, 76), slice(76, 78)
 
 WAYPOINT_RADIUS = 0.3
-PROGRESS_WEIGHT = 1.0
+PROGRESS_WEIGHT = 5.0
 WAYPOINT_BONUS = 10.0
-COLLISION_PENALTY = 10.0
+COLLISION_PENALTY = 50.0
 STEP_COST = 0.01
 
 START_CLEARANCE = 0.8
