@@ -381,6 +381,7 @@ def run_online(cfg, request: RunRequest, stop=None, on_checkpoint=None, on_learn
 
     from robot_training.interface.description import load_interface
     from robot_training.online.learner import OnlineError, OnlineLearner, check_algorithm
+    from robot_training.recording.episode_meta import INTERFACE_FILE
     from robot_training.utils.logging import RunLogger, run_name
     from robot_training.utils.seeding import set_seed
 
@@ -392,9 +393,9 @@ def run_online(cfg, request: RunRequest, stop=None, on_checkpoint=None, on_learn
     if not request.data:
         raise UsageError("--mode online needs --data DATASET_DIR: the folder the recorder writes episodes into")
     dataset = Path(request.data)
-    interface_path = request.interface or dataset / "interface.yaml"
+    interface_path = request.interface or dataset / INTERFACE_FILE
     if not Path(interface_path).is_file():
-        raise UsageError(f"--mode online: no --interface given and no {dataset / 'interface.yaml'} "
+        raise UsageError(f"--mode online: no --interface given and no {dataset / INTERFACE_FILE} "
                          "(the recorder writes it with its first episode)")
     interface = load_interface(interface_path)
     set_seed(cfg.training.seed, cfg.training.torch_threads)  # the learner's first weights (a resume loads its own)
