@@ -3,6 +3,7 @@
     ros2 launch robot_training train_dreamer.launch.py                       # embedded pendulum, Dreamer
     ros2 launch robot_training train_dreamer.launch.py use_sim:=false interface_file:=robot.yaml
     ros2 launch robot_training train_dreamer.launch.py data:=bags/ interface:=robot.yaml   # offline, from bags
+    ros2 launch robot_training train_dreamer.launch.py algorithm:=sac robots:=2  # a fleet, one learner
 
 The actor (policy_server) acts at the control rate, random until the learner's first
 checkpoint, then with each checkpoint the learner announces on /learner/checkpoints (verified
@@ -10,16 +11,19 @@ and hot-reloaded); the recorder writes one bag per episode into <loop_dir>/datas
 (trainer, mode online) trains on every finished episode and resumes after a restart. Node
 parameters: config/online_loop.yaml (the same file the pip-only online_loop script reads).
 With data:= set, only the trainer runs, offline on those bags (train --mode dreamer --data).
+With robots:=N (N > 1) each robot's sim, policy_server and recorder run in the namespace
+robot1 ... robotN with its absolute names remapped into it (robot_training.online.fleet, the
+code the online_loop script uses); each recorder writes <loop_dir>/dataset/robotI and the one
+learner trains on all of them.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
-from launch.substitutions import (AndSubstitution, EqualsSubstitution, LaunchConfiguration,
-                                  NotEqualsSubstitution, PathJoinSubstitution)
+from launch.substitutions import EqualsSubstitution, LaunchConfiguration, NotEqualsSubstitution, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -41,28 +45,50 @@ ARGUMENTS = {
     'total_timesteps': ('0', 'the learner stops after this many recorded env steps (0: when stopped)'),
     'data': ('', 'offline: train Dreamer on these bags instead of running the loop'),
     'interface': ('', 'offline: the interface description of the data:= bags'),
+    'robots': ('1', 'robots feeding the one learner, each in its namespace robot1 ... robotN (1: no namespace)'),
 }
+
+
+def robot_nodes(context):
+    """Each robot's simulator (use_sim:=true), actor and recorder, in its namespace."""
+    from robot_training.interface.description import load_interface
+    from robot_training.online.fleet import robot_namespaces, robot_remaps, robot_seed
+
+    value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    if value['data']:
+        return []  # offline: the trainer alone
+    namespaces = robot_namespaces(int(value['robots']))
+    interface = load_interface(value['interface_file']) if len(namespaces) > 1 else None
+    use_sim = value['use_sim'].lower() in ('true', '1')  # the embedded robot, on its simulation time
+    nodes = []
+    for ns in namespaces:
+        remaps = robot_remaps(ns, interface) if ns else []
+        common = {'interface_file': value['interface_file']}
+        dataset = os.path.join(value['loop_dir'], 'dataset', ns) if ns else os.path.join(value['loop_dir'], 'dataset')
+        if use_sim:
+            nodes.append(Node(package='robot_training', executable='sim', name='sim', namespace=ns or None,
+                              output='screen', remappings=remaps,
+                              parameters=[value['params_file'], {**common, 'env': value['env'], 'seed': robot_seed(ns)}]))
+        nodes.append(Node(package='robot_training', executable='policy_server', name='policy_server',
+                          namespace=ns or None, output='screen', remappings=remaps,
+                          parameters=[value['params_file'], {**common, 'use_sim_time': use_sim,
+                                                              'seed': robot_seed(ns)}]))
+        nodes.append(Node(package='robot_training', executable='recorder', name='recorder', namespace=ns or None,
+                          output='screen', remappings=remaps,
+                          parameters=[value['params_file'], {**common, 'dataset_dir': dataset,
+                                                              'use_sim_time': use_sim}]))
+    return nodes
 
 
 def generate_launch_description():
     arg = {name: LaunchConfiguration(name) for name in ARGUMENTS}
     params = arg['params_file']
-    sim_time = ParameterValue(arg['use_sim'], value_type=bool)
     loop = IfCondition(EqualsSubstitution(arg['data'], ''))
     dataset = PathJoinSubstitution([arg['loop_dir'], 'dataset'])
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default, description=text)
           for name, (default, text) in ARGUMENTS.items()),
-        Node(package='robot_training', executable='sim', name='sim', output='screen',
-             parameters=[params, {'interface_file': arg['interface_file'], 'env': arg['env']}],
-             condition=IfCondition(AndSubstitution(arg['use_sim'], EqualsSubstitution(arg['data'], '')))),
-        Node(package='robot_training', executable='policy_server', name='policy_server', output='screen',
-             parameters=[params, {'interface_file': arg['interface_file'], 'use_sim_time': sim_time}],
-             condition=loop),
-        Node(package='robot_training', executable='recorder', name='recorder', output='screen',
-             parameters=[params, {'interface_file': arg['interface_file'], 'dataset_dir': dataset,
-                                  'use_sim_time': sim_time}],
-             condition=loop),
+        OpaqueFunction(function=robot_nodes),
         Node(package='robot_training', executable='trainer', name='learner', output='screen',
              parameters=[params, {'algorithm': arg['algorithm'], 'data': dataset,
                                   'interface': arg['interface_file'], 'checkpoint_dir': arg['loop_dir'],

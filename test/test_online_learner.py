@@ -117,6 +117,28 @@ def test_feed_hands_each_finished_episode_over_once_and_exactly(tmp_path, interf
     assert feed.poll() == [] and len(feed) == 4 and feed.steps == sum(lengths) + 5
 
 
+def test_feed_reads_each_robot_of_a_fleet_from_its_own_folder(tmp_path, interface):
+    """A fleet's recorders write <dataset>/robot1, <dataset>/robot2: each robot's finished
+    episodes are handed over once, keyed by their path, the open one of each robot held back."""
+    robots = {ns: SimRecording(tmp_path / 'ds' / ns, interface) for ns in ('robot1', 'robot2')}
+    for n in (4, 6):
+        robots['robot1'].episode_of(n)
+    robots['robot1'].episode_of(5, close=False)  # each robot is still in an episode
+    robots['robot2'].episode_of(9)
+    robots['robot2'].episode_of(3, close=False)
+    for sim in robots.values():
+        sim.rec.flush()
+    feed = EpisodeFeed(tmp_path / 'ds', interface)
+    got = feed.poll()
+    assert {e.name: e.steps for e in got} == {'robot1/episode_000001': 4, 'robot1/episode_000002': 6,
+                                              'robot2/episode_000001': 9}
+    assert feed.poll() == []
+    for sim in robots.values():  # Ctrl-C: the open episodes are closed
+        sim.rec.close()
+    assert sorted(e.name for e in feed.poll()) == ['robot1/episode_000003', 'robot2/episode_000002']
+    assert len(feed) == 5 and feed.steps == 4 + 6 + 9 + 5 + 3 and not feed.problems
+
+
 def test_feed_reports_failed_and_unfinished_bags_once(tmp_path, interface, caplog):
     from robot_training.recording.recorder import read_sidecar, write_sidecar
 

@@ -239,3 +239,51 @@ def test_online_loop_command_stops_on_a_double_sigint_with_everything_saved(tmp_
         'robot_training.interface.description', fromlist=['load_interface']).load_interface(INTERFACE))
     assert policy.kind == 'sac'
     assert (loop / 'learning_curve.png').stat().st_size > 1000
+
+
+def test_a_fleet_of_two_robots_feeds_one_learner_every_episode_once(tmp_path):
+    """``online_loop --robots 2``: two simulators, actors and recorders in the namespaces robot1
+    and robot2, one learner. Every finished episode of both robots is in the learner's replay,
+    none twice; both actors hot-reload the learner's checkpoints; the robots do not record the
+    same episodes (their own seeds)."""
+    import json
+
+    from robot_training.data.bag_dataset import load_bag_dataset
+    from robot_training.interface.description import load_interface
+    from robot_training.online.episodes import EpisodeFeed
+
+    loop = tmp_path / 'loop'
+    cmd = [sys.executable, '-m', 'robot_training.online.graph', '--algorithm', 'sac', '--robots', '2',
+           '--loop-dir', str(loop), '--config', str(learner_config(tmp_path)), '--print-period', '5',
+           '--eval-episodes', '2', '--eval-period', '0', '--max-minutes', '1.0']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 0, out
+    assert 'learning loop: sac on InvertedPendulum-v5 x 2 robots' in out, out
+    interface = load_interface(INTERFACE)
+    per_robot = {ns: finished_episodes(loop / 'dataset' / ns) for ns in ('robot1', 'robot2')}
+    assert all(len(eps) >= 2 for eps in per_robot.values()), {ns: len(e) for ns, e in per_robot.items()}
+    assert not list((loop / 'dataset').glob('episode_*')), 'a fleet records into the robots\' folders only'
+    # the learner's own account of what it took, printed as it stopped
+    line = next(ln for ln in (loop / 'logs' / 'learner.log').read_text().splitlines()
+                if ln.startswith('[learner] stopped: '))
+    taken = ast.literal_eval(line[len('[learner] stopped: '):line.index('}') + 1])
+    on_disk = EpisodeFeed(loop / 'dataset', interface, cache=False).poll()
+    assert taken['episodes'] == len(on_disk) == sum(len(e) for e in per_robot.values())
+    assert taken['env_steps'] == taken['replay_steps'] == sum(e.steps for e in on_disk)  # none read twice
+    assert {e.name.split('/')[0] for e in on_disk} == {'robot1', 'robot2'}
+    summary = json.loads((loop / 'loop_summary.json').read_text())
+    for ns in ('robot1', 'robot2'):
+        assert int(summary['robots'][ns]['actor'].get('reloads', 0)) >= 1, (ns, summary['robots'][ns])
+        assert int(summary['robots'][ns]['sim'].get('steps', 0)) > 0
+    firsts = [load_bag_dataset(per_robot[ns][0], interface, cache=False)[0].observations[0] for ns in per_robot]
+    assert not __import__('numpy').allclose(firsts[0], firsts[1]), 'both robots started the same episode'
+    logs = '\n'.join(p.read_text() for p in (loop / 'logs').glob('*.log'))
+    assert 'Traceback' not in logs and 'Traceback' not in out

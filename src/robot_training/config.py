@@ -183,6 +183,17 @@ class DreamerConfig:
     """Environment steps between evaluations (online)."""
     offline_updates: int = 200
     """Updates of ``train.py --mode dreamer`` on a dataset when no ``--total-timesteps`` is given."""
+    num_envs: int = 1
+    """Environments stepped together (a Gymnasium ``SyncVectorEnv``) when collecting online, each
+    with its own replay stream; ``train_ratio`` still counts every env step."""
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self, source: str = "<DreamerConfig>", prefix: str = "dreamer.") -> None:
+        """Raise :class:`ConfigError` for a value out of its range (types are checked on loading)."""
+        if self.num_envs < 1:
+            raise ConfigError(f"{source}: {prefix}num_envs: must be at least 1, got {self.num_envs}")
 
 
 @dataclass
@@ -377,6 +388,8 @@ def apply_overrides(obj: Any, data: Mapping[str, Any], source: str, prefix: str 
             setattr(obj, name, apply_overrides(current, value, source, prefix=f"{dotted}."))
         else:
             setattr(obj, name, _coerce(value, hints[name], source, dotted))
+    if hasattr(obj, "validate"):  # a section with range checks
+        obj.validate(source, prefix)
     return obj
 
 

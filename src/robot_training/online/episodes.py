@@ -14,6 +14,10 @@ episode is read half-written, none twice and none missed. Bags are read with
 :func:`robot_training.data.bag_dataset.load_bag_dataset`, the dataset builder's own code,
 through the interface description.
 
+A fleet's recorders (:mod:`robot_training.online.fleet`) write into one subfolder each
+(``<dataset>/robot1/episode_NNNNNN``); the feed reads the dataset folder and every such
+subfolder, each recorder's episodes in index order, keyed by their path below the dataset.
+
 A bag that cannot be used (``status: failed``, unreadable, foreign fingerprint, missing
 topics) is reported once in :attr:`EpisodeFeed.problems` with the reason and skipped; it is
 read again if its files change (e.g. after a repair). A bag left unfinished by a killed
@@ -76,7 +80,7 @@ class EpisodeFeed:
         self.cache = cache
         self.min_steps = int(min_steps)
         self.taken: Dict[str, int] = {}
-        """Episodes handed out so far: bag folder name → steps."""
+        """Episodes handed out so far: bag folder (``episode_000001``, ``robot1/episode_000001``) → steps."""
         self.problems: Dict[str, str] = {}
         """Bags skipped, with the reason (reported once each)."""
         self._problem_keys: Dict[str, dict] = {}
@@ -88,12 +92,24 @@ class EpisodeFeed:
         self.problems[name] = text
         log.warning("episode %s skipped: %s", name, text)
 
+    def recorder_dirs(self) -> List[Path]:
+        """The dataset folder and each subfolder a fleet's recorder writes (``robot1/``, ...)."""
+        if not self.dataset.is_dir():
+            return []
+        subs = sorted(p for p in self.dataset.iterdir() if p.is_dir() and list_episode_dirs(p))
+        return [self.dataset, *subs]
+
     def poll(self) -> List[FeedEpisode]:
-        """The finished episodes not handed out before, in index order."""
-        folders = list_episode_dirs(self.dataset)
+        """The finished episodes not handed out before, each recorder's in index order."""
+        out: List[FeedEpisode] = []
+        for directory in self.recorder_dirs():
+            out += self._poll_recorder(list_episode_dirs(directory))
+        return out
+
+    def _poll_recorder(self, folders: List[Path]) -> List[FeedEpisode]:
         out: List[FeedEpisode] = []
         for i, folder in enumerate(folders):
-            name = folder.name
+            name = folder.relative_to(self.dataset).as_posix()
             if name in self.taken:
                 continue
             record = read_sidecar(folder)

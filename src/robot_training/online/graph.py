@@ -5,6 +5,7 @@ without ``ros2 launch`` (the pip-only one). The same nodes, names and parameters
     online_loop                                   # Dreamer on the embedded pendulum, until Ctrl-C
     online_loop --algorithm sac --until-balanced --max-minutes 15
     online_loop --use-sim false --interface-file robot.yaml --loop-dir runs/robot1
+    online_loop --algorithm sac --robots 2        # a fleet: two simulated robots, one learner
 
 It starts ``sim`` (with ``--use-sim true``), ``policy_server``, ``recorder``, ``trainer`` (as
 ``learner``, mode online) and a ``loop_monitor`` that prints progress. Ctrl-C stops all of
@@ -12,7 +13,10 @@ them (every node finishes what it holds: the open bag, the learner's last checkp
 the monitor ends the run (``--until-balanced`` and solved, or ``--max-minutes`` spent) the
 graph is stopped the same way. Then the newest checkpoint is evaluated and a table of the
 run is printed; ``<loop-dir>/learning_curve.png`` shows return against wall-clock time and
-env steps. A node that dies (other than the learner, whose death the actor rides out with
+env steps. With ``--robots N`` (N > 1) each robot's ``sim``, ``policy_server`` and
+``recorder`` run in the namespace ``robot1`` … ``robotN`` (:mod:`robot_training.online.fleet`),
+each recorder writes ``<loop-dir>/dataset/robotI/``, and the one learner trains on all of them.
+A node that dies (other than the learner, whose death the actor rides out with
 the last good policy) stops the graph with one line naming it.
 """
 
@@ -72,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--loop-dir', default='loop', help='the run folder: dataset/, checkpoints, runs/')
     p.add_argument('--params-file', default=str(config / 'online_loop.yaml'))
     p.add_argument('--env', default='InvertedPendulum-v5', help='the simulated robot (--use-sim true)')
+    p.add_argument('--robots', type=int, default=1,
+                   help='robots feeding the one learner, each with its own robot, actor and recorder in the '
+                        'namespace robot1 ... robotN (1: the root namespace)')
     p.add_argument('--config', default='', help="the learner's YAML overriding config/default_config.yaml")
     p.add_argument('--preset', default='robot_loop',
                    help="the learner's named configuration of config/presets/ ('' for none)")
@@ -91,15 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the nodes each robot of a fleet has (the learner and the monitor are the fleet's)
+ROBOT_NODES = ('sim', 'policy_server', 'recorder')
+
+
 def node_commands(args) -> Dict[str, List[str]]:
+    """Process name (``sim``, or ``robot1/sim`` in a fleet) → command line."""
+    from robot_training.interface.description import load_interface
+    from robot_training.online.fleet import robot_namespaces, robot_seed, ros_arguments
+
     loop = Path(args.loop_dir)
     sim_time = args.use_sim
     eval_env = args.eval_env if args.eval_env is not None else (args.env if args.use_sim == 'true' else '')
-    params = {
-        'sim': {'interface_file': args.interface_file, 'env': args.env},
-        'policy_server': {'interface_file': args.interface_file, 'use_sim_time': sim_time},
-        'recorder': {'interface_file': args.interface_file, 'dataset_dir': str(loop / 'dataset'),
-                     'use_sim_time': sim_time},
+    namespaces = robot_namespaces(args.robots)
+    robot = {
+        'sim': lambda ns: {'interface_file': args.interface_file, 'env': args.env, 'seed': robot_seed(ns)},
+        'policy_server': lambda ns: {'interface_file': args.interface_file, 'use_sim_time': sim_time,
+                                     'seed': robot_seed(ns)},
+        'recorder': lambda ns: {'interface_file': args.interface_file, 'use_sim_time': sim_time,
+                                'dataset_dir': str(loop / 'dataset' / ns if ns else loop / 'dataset')},
+    }
+    fleet = {
         'learner': {'algorithm': args.algorithm, 'data': str(loop / 'dataset'), 'interface': args.interface_file,
                     'checkpoint_dir': str(loop), 'log_dir': str(loop / 'runs'), 'config': args.config,
                     'preset': args.preset, 'seed': args.seed, 'total_timesteps': args.total_timesteps},
@@ -107,18 +126,27 @@ def node_commands(args) -> Dict[str, List[str]]:
                          'eval_episodes': args.eval_episodes, 'confirmations': args.confirmations,
                          'threshold': args.threshold, 'until_balanced': args.until_balanced,
                          'max_minutes': args.max_minutes, 'print_period_s': args.print_period,
-                         'eval_period_s': args.eval_period},
+                         'eval_period_s': args.eval_period, 'robot_namespaces': ','.join(namespaces)},
     }
-    if args.use_sim != 'true':
-        params.pop('sim')
+    interface = load_interface(args.interface_file) if len(namespaces) > 1 else None
     out = {}
-    for name, values in params.items():
-        cmd = executable(name) + ['--ros-args', '-r', f'__node:={name}', '--params-file', args.params_file]
-        for key, value in values.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            cmd += ['-p', f'{key}:={text}' if text != '' else f'{key}:=""']
-        out[name] = cmd
+    for ns in namespaces:
+        for name in ROBOT_NODES:
+            if name == 'sim' and args.use_sim != 'true':
+                continue
+            extra = ros_arguments(ns, interface) if ns else []
+            out[f'{ns}/{name}' if ns else name] = _command(name, args.params_file, robot[name](ns), extra)
+    for name, values in fleet.items():
+        out[name] = _command(name, args.params_file, values)
     return out
+
+
+def _command(name: str, params_file: str, values: dict, ros_args: List[str] = ()) -> List[str]:
+    cmd = executable(name) + ['--ros-args', '-r', f'__node:={name}', *ros_args, '--params-file', params_file]
+    for key, value in values.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        cmd += ['-p', f'{key}:={text}' if text != '' else f'{key}:=""']
+    return cmd
 
 
 def run_graph(args) -> int:
@@ -134,7 +162,7 @@ def run_graph(args) -> int:
         if name == 'loop_monitor':
             procs[name] = subprocess.Popen(cmd)  # its progress lines go to the terminal
         else:
-            out = open(logs / f'{name}.log', 'a', encoding='utf-8')
+            out = open(logs / f"{name.replace('/', '_')}.log", 'a', encoding='utf-8')
             procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     print(f"online_loop: {', '.join(procs)} started (logs in {logs}); Ctrl-C stops the loop", flush=True)
     reason = ''
@@ -149,7 +177,7 @@ def run_graph(args) -> int:
             if name == 'loop_monitor':
                 reason = 'the monitor ended the run'
             elif name != 'learner':
-                reason = f'{name} exited with status {code} (see {logs / (name + ".log")})'
+                reason = f"{name} exited with status {code} (see {logs / (name.replace('/', '_') + '.log')})"
             elif not getattr(proc, 'reported', False):
                 proc.reported = True
                 print(f'online_loop: the learner exited with status {code} (see {logs / "learner.log"}); '
@@ -256,6 +284,15 @@ def report(args) -> dict:
                      f"(observation + policy {float(actor.get('compute_p50_ms', 0)):.2f} / "
                      f"{float(actor.get('compute_p99_ms', 0)):.2f} ms; the rest is publishing)"))
         rows.append(('hot reloads', f"{actor.get('reloads', 0)} ({actor.get('refused', 0)} refused)"))
+    if episodes and episodes[-1][0] > 0:
+        rows.append(('env steps per second', f'{sum(e[2] for e in episodes) / episodes[-1][0]:.1f} (finished '
+                                             f'episodes of {len(summary.get("robots", {})) or 1} robot(s), '
+                                             f'start to the last episode end)'))
+    for ns, status in summary.get('robots', {}).items():
+        mine = [e for e in episodes if len(e) > 4 and e[4] == ns]
+        held, steps = int(status['sim'].get('held_steps', 0)), int(status['sim'].get('steps', 0))
+        rows.append((f'  {ns}', f"{len(mine)} episodes, {sum(e[2] for e in mine)} env steps, ticks missed "
+                                f"{100 * held / max(steps, 1):.2f} %, reloads {status['actor'].get('reloads', 0)}"))
     if learner:
         rows.append(('learner', f"{int(float(learner.get('loop/updates', 0)))} updates on "
                                 f"{int(float(learner.get('loop/env_steps', 0)))} env steps of "
@@ -264,7 +301,8 @@ def report(args) -> dict:
         rows.append(('ended', summary['stopped']))
     width = max(len(k) for k, _ in rows)
     print('-' * 78)
-    print(f'learning loop: {args.algorithm} on {args.env if args.use_sim == "true" else args.interface_file}')
+    robots = f' x {args.robots} robots' if getattr(args, 'robots', 1) > 1 else ''
+    print(f'learning loop: {args.algorithm} on {args.env if args.use_sim == "true" else args.interface_file}{robots}')
     for k, v in rows:
         print(f'  {k.ljust(width)}  {v}')
     png = plot_curve(summary, loop / 'learning_curve.png', args.algorithm)
@@ -317,6 +355,9 @@ def main(argv=None) -> int:
     if not Path(args.params_file).is_file() or not Path(args.interface_file).is_file():
         missing = args.params_file if not Path(args.params_file).is_file() else args.interface_file
         print(f'online_loop: error: {missing}: no such file', file=sys.stderr)
+        return 2
+    if args.robots < 1:
+        print(f'online_loop: error: --robots must be 1 or more, got {args.robots}', file=sys.stderr)
         return 2
     code = run_graph(args)
     report(args)

@@ -12,6 +12,10 @@ convenience for one robot (``reset()`` at episode start)::
     carry = agent.initial_carry()                   # several robots: one carry each
     action, carry = agent.policy(carry, observation)
 
+    carry = agent.initial_carry(4)                  # or one batch of 4 (vector envs)
+    actions, carry = agent.policy(carry, observations)     # (4, *obs_shape) -> (4, A)
+    carry = agent.reset_carry(carry, done)          # the rows whose episode ended start fresh
+
 Actions are returned in the environment's units (the actor works in ``[-1, 1]`` and the
 bounds saved with the agent map it back).
 """
@@ -56,6 +60,15 @@ class DreamerAgent(ModelSpec):
         carry = self.world_model.rssm.initial_state(batch_size, self.device)
         carry["action"] = torch.zeros(batch_size, self.action_dim, device=self.device)
         return carry
+
+    @torch.no_grad()
+    def reset_carry(self, carry: Carry, done) -> Carry:
+        """``carry`` (batch ``N``) with the rows where ``done`` (``(N,)`` booleans) back at the
+        initial state: the robots (envs) whose episode ended start the next one fresh, the
+        others keep theirs."""
+        done = torch.as_tensor(np.asarray(done, bool), device=self.device)
+        initial = self.initial_carry(len(done))
+        return {k: torch.where(done.view(-1, *[1] * (v.dim() - 1)), initial[k], v) for k, v in carry.items()}
 
     @torch.no_grad()
     def policy(self, carry: Optional[Carry], observation, deterministic: bool = True) -> Tuple[np.ndarray, Carry]:

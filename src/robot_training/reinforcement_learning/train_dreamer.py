@@ -8,9 +8,11 @@ Each update follows the seed's algorithm on a ``batch_size × sequence_length`` 
 4. update the critic (value) towards those returns, then the slow critic.
 
 Offline, ``num_steps`` counts gradient updates on the given trajectories. Online (an
-``env_factory``), ``num_steps`` counts environment steps: the first ``prefill_steps`` use
-random actions, then the current actor acts (sampling) and every environment step earns
-``train_ratio / (batch_size × sequence_length)`` updates::
+``env_factory``), ``num_steps`` counts environment steps: ``dreamer.num_envs`` copies of the
+env step together (a ``SyncVectorEnv``, one batched policy call per step, one replay stream
+per env), the first ``prefill_steps`` use random actions, then the current actor acts
+(sampling) and every environment step earns ``train_ratio / (batch_size × sequence_length)``
+updates::
 
     trainer = train_dreamer(env_factory=lambda: gym.make("Pendulum-v1"), num_steps=20_000)
     trainer.agent.act(observation)
@@ -23,7 +25,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,12 +37,14 @@ from robot_training.data.trajectory import Trajectory, common_interface_fingerpr
 from robot_training.networks.encoders import ObservationShape
 from robot_training.reinforcement_learning.dreamer import CHECKPOINT_KIND, DreamerAgent
 from robot_training.envs.factories import EnvFactory, action_limits, make_env_factory
+from robot_training.envs.make import final_observations, make_vector_env
+from robot_training.policies.common import EpisodeStats
 from robot_training.utils import distributed
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.seeding import set_seed
 from robot_training.utils.stopping import save_on_stop
 from robot_training.world_models.presets import resolve_size
-from robot_training.world_models.replay import SequenceReplay, action_bounds, to_torch
+from robot_training.world_models.replay import SequenceReplay, action_bounds, denormalize_action, to_torch
 from robot_training.world_models.train_world_model import autocast, check_observation_shape, resolve_resume
 
 log = logging.getLogger("robot_training.dreamer")
@@ -133,7 +137,8 @@ class DreamerTrainer:
     def sample(self, rows: Optional[slice] = None) -> Dict[str, Any]:
         """A global batch (``rows``: the rows of it this rank trains on)."""
         wm = self.config.world_model
-        return self.replay.sample(wm.batch_size, min(wm.sequence_length, len(self.replay)), self.rng, rows)
+        return self.replay.sample(wm.batch_size, min(wm.sequence_length, self.replay.max_sequence_length), self.rng,
+                                  rows)
 
     # ------------------------------------------------------------------ data
     def add_trajectories(self, trajectories: Sequence[Trajectory], capacity: Optional[int] = None) -> None:
@@ -141,8 +146,8 @@ class DreamerTrainer:
         check_observation_shape(self.agent.observation_shape, trajectories)
         self.agent.interface_fingerprint = common_interface_fingerprint(trajectories)
         needed = sum(len(t) + 1 for t in trajectories)
-        if self.replay is None:
-            self.replay = SequenceReplay(capacity or needed)
+        if self.replay is None:  # online, the streams of the envs (the trajectories spread over them)
+            self.replay = SequenceReplay(capacity or needed, self.config.dreamer.num_envs if self.env_factory else 1)
         for trajectory in trajectories:
             self.replay.add_trajectory(trajectory, self.agent.action_low, self.agent.action_high)
 
@@ -176,64 +181,80 @@ class DreamerTrainer:
     def train_online(self, num_env_steps: int, show_progress: bool = False, log_every: int = 100,
                      checkpoint_every: int = 0, checkpoint_dir: Optional[Path] = None,
                      eval_episodes: Optional[int] = None) -> Dict[str, float]:
-        """Collect with the current actor and train at ``train_ratio`` until ``num_env_steps``."""
+        """Collect with the current actor in ``dreamer.num_envs`` envs and train at ``train_ratio``
+        until ``num_env_steps`` (a vector step counts ``num_envs``; evaluations and checkpoints
+        come when the count passes a multiple of their period)."""
         if self.env_factory is None:
             raise ValueError("online Dreamer needs an env_factory")
         cfg, d = self.config, self.config.dreamer
-        wm = cfg.world_model
+        wm, num_envs = cfg.world_model, d.num_envs
         eval_episodes = cfg.training.eval_episodes if eval_episodes is None else eval_episodes
         if self.replay is None:
-            self.replay = SequenceReplay(min(d.replay_capacity, num_env_steps + 10_000))
-        env = self.env_factory()
+            self.replay = SequenceReplay(min(d.replay_capacity, num_env_steps + 10_000), num_envs)
+        elif self.replay.num_streams != num_envs:
+            raise ValueError(f"the replay has {self.replay.num_streams} stream(s) but dreamer.num_envs is {num_envs}")
+        envs = make_vector_env(self.env_factory, num_envs)
         updates_per_step = d.train_ratio / (wm.batch_size * wm.sequence_length)
         metrics: Dict[str, float] = {}
-        episode_return, episode_length = 0.0, 0
-        observation, _ = env.reset(seed=cfg.training.seed + self.env_steps)
-        self.replay.add_step(observation, np.zeros(self.agent.action_dim, np.float32), 0.0, True, False)
-        carry = None
+        stats = EpisodeStats(num_envs)
+        observations, _ = envs.reset(seed=cfg.training.seed + self.env_steps)  # env i: seed + env_steps + i
+        self._start_episodes(observations, np.arange(num_envs))
+        carry = None  # the actor's recurrent state, batch num_envs (from its first step after the prefill)
         bar = progress(num_env_steps, "dreamer (online)", enabled=show_progress, unit="step")
         bar.update(self.env_steps)
         try:
             with save_on_stop(lambda: self._save_at_stop(checkpoint_dir, self.env_steps)):
                 while self.env_steps < num_env_steps:
-                    if self.env_steps < d.prefill_steps:
-                        action = self.rng.uniform(-1, 1, self.agent.action_dim).astype(np.float32)
+                    before = self.env_steps
+                    if before < d.prefill_steps:
+                        actions = self.rng.uniform(-1, 1, (num_envs, self.agent.action_dim)).astype(np.float32)
                     else:
-                        _, carry = self.agent.policy(carry, observation, deterministic=False)
-                        action = carry["action"][0].cpu().numpy()
-                    env_action = self.agent.action_low + (action + 1) * 0.5 * (self.agent.action_high - self.agent.action_low)
-                    observation, reward, terminated, truncated, _ = env.step(env_action)
-                    self.env_steps += 1
-                    episode_return += float(reward)
-                    episode_length += 1
-                    self.replay.add_step(observation, action, float(reward), False, bool(terminated))
-                    bar.update(1)
-                    if terminated or truncated:
+                        _, carry = self.agent.policy(carry, observations, deterministic=False)
+                        actions = carry["action"].cpu().numpy()
+                    observations, rewards, terminated, truncated, infos = envs.step(
+                        denormalize_action(actions, self.agent.action_low, self.agent.action_high))
+                    done = terminated | truncated
+                    self.env_steps += num_envs
+                    bar.update(num_envs)
+                    self.replay.add_env_steps(ending_observations(observations, infos, done), actions, rewards,
+                                              np.zeros(num_envs, bool), terminated)
+                    for episode_return, episode_length in stats.step(rewards, done):
                         self.episodes += 1
                         if self.logger is not None:
                             self.logger.scalar("charts/episodic_return", episode_return, self.env_steps)
                             self.logger.scalar("charts/episodic_length", episode_length, self.env_steps)
-                        episode_return, episode_length = 0.0, 0
-                        observation, _ = env.reset()
-                        self.replay.add_step(observation, np.zeros(self.agent.action_dim, np.float32), 0.0, True, False)
-                        carry = None
-                    if self.env_steps >= d.prefill_steps and len(self.replay) >= 2:
-                        self._update_budget += updates_per_step
+                    if done.any():  # SAME_STEP autoreset: those envs' observations begin new episodes
+                        self._start_episodes(observations, np.flatnonzero(done))
+                        if carry is not None:
+                            carry = self.agent.reset_carry(carry, done)
+                    # of this vector step's env steps before+1 ... env_steps, those at or past the prefill
+                    trained_steps = max(0, self.env_steps - max(before, d.prefill_steps - 1))
+                    if trained_steps and self.replay.max_sequence_length >= 2:
+                        self._update_budget += trained_steps * updates_per_step
                         while self._update_budget >= 1:
                             self._update_budget -= 1
                             metrics = self.update()
                             self._log(metrics, self.env_steps, log_every, by_updates=True)
-                    if d.eval_every and self.env_steps % d.eval_every == 0 and eval_episodes:
+                    if eval_episodes and passed_multiple(before, self.env_steps, d.eval_every):
                         self.last_eval_return = self.evaluate(eval_episodes)
                         bar.set_postfix(eval_return=f"{self.last_eval_return:.1f}", updates=self.updates)
                         if self.logger is not None:
                             self.logger.scalar("charts/eval_return", self.last_eval_return, self.env_steps)
-                    if checkpoint_every and checkpoint_dir and self.env_steps % checkpoint_every == 0:
+                    if checkpoint_dir and passed_multiple(before, self.env_steps, checkpoint_every):
                         self.save_checkpoint(Path(checkpoint_dir) / f"dreamer_{self.env_steps}.pt")
         finally:
             bar.close()
-            env.close()
+            envs.close()
         return {k: float(v) for k, v in metrics.items()}
+
+    def _start_episodes(self, observations, envs: np.ndarray) -> None:
+        """The first observations of ``envs``' new episodes into their replay streams (no action
+        or reward led to them)."""
+        n = len(envs)
+        first = ({k: v[envs] for k, v in observations.items()} if isinstance(observations, Mapping)
+                 else observations[envs])
+        self.replay.add_env_steps(first, np.zeros((n, self.agent.action_dim), np.float32), np.zeros(n, np.float32),
+                                  np.ones(n, bool), np.zeros(n, bool), envs)
 
     def learn(self, num_steps: int, trajectories: Optional[Sequence[Trajectory]] = None, show_progress: bool = False,
               checkpoint_every: int = 0, checkpoint_dir: Optional[Path] = None,
@@ -397,6 +418,25 @@ def run_cli(cfg: Config, trajectories: Optional[Sequence[Trajectory]] = None,
     return result
 
 
+def passed_multiple(before: int, after: int, every: int) -> bool:
+    """Whether a count moving from ``before`` to ``after`` reached a multiple of ``every``
+    (``every`` <= 0: never)."""
+    return every > 0 and after // every > before // every
+
+
+def ending_observations(observations, infos: Mapping[str, Any], done: np.ndarray):
+    """The observation each env's step ended in: under ``SAME_STEP`` autoreset an env whose
+    episode ended returns the next one's first, and ``infos["final_obs"]`` its last (arrays or
+    dicts of arrays)."""
+    if not isinstance(observations, Mapping):
+        return final_observations(observations, infos, done)
+    ending = {k: v.copy() for k, v in observations.items()}
+    for i in np.flatnonzero(done):
+        for key, value in ending.items():
+            value[i] = infos["final_obs"][i][key]
+    return ending
+
+
 @torch.no_grad()
 def trainer_loss(trainer: DreamerTrainer) -> float:
     with autocast(trainer.device, trainer.config.world_model.precision):
@@ -409,7 +449,7 @@ def log_imagined_frames(trainer: DreamerTrainer, logger: RunLogger) -> None:
     from robot_training.networks.encoders import split_observation_shape
 
     images, _ = split_observation_shape(trainer.agent.observation_shape)
-    if not images or trainer.replay is None or len(trainer.replay) < 16:
+    if not images or trainer.replay is None or trainer.replay.max_sequence_length < 16:
         return
     batch = trainer.replay.sample(1, 16, np.random.default_rng(0))
     context = 5

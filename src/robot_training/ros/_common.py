@@ -129,6 +129,9 @@ class TopicRecorder:
 
     ``wanted`` maps topic -> expected type ('' when any type is fine); ``all_topics`` adds
     every topic on the graph except ``exclude``. Call :meth:`discover` periodically.
+    A wanted topic is looked for on the graph under the name it resolves to (the node's
+    namespace and remappings: a fleet's ``/robot1/joint_states``) and recorded under its own
+    name (``/joint_states``, the interface's), so every robot's bags match one interface.
     """
 
     def __init__(self, node: Node, recorder: DatasetRecorder, *, wanted: dict[str, str],
@@ -137,6 +140,9 @@ class TopicRecorder:
         self.node = node
         self.recorder = recorder
         self.wanted = dict(wanted)
+        self._recorded_as = {node.resolve_topic_name(t): t for t in self.wanted}
+        """graph name -> the name it is recorded under (the same unless remapped)"""
+        self._graph_name: dict[str, str] = {}
         self.all_topics = all_topics
         self.exclude = set(DEFAULT_EXCLUDES) | set(exclude)
         self.subscriptions: dict[str, object] = {}
@@ -171,13 +177,14 @@ class TopicRecorder:
     def discover(self) -> list[str]:
         """Subscribe to wanted topics that have appeared; returns the new ones."""
         new = []
-        for topic, types in self.node.get_topic_names_and_types():
+        for graph_name, types in self.node.get_topic_names_and_types():
+            topic = self._recorded_as.get(graph_name, graph_name)
             if topic in self.subscriptions:
                 self._requalify(topic)
                 continue
             if topic in self.refused:
                 continue
-            if topic in self.exclude or topic.startswith('/_') or '/_action/' in topic:
+            if graph_name in self.exclude or topic in self.exclude or topic.startswith('/_') or '/_action/' in topic:
                 continue
             expected = self.wanted.get(topic)
             if expected is None and not self.all_topics:
@@ -192,10 +199,11 @@ class TopicRecorder:
                     self._refuse(topic, f'several types on the graph: {types}')
                     continue
                 msgtype = types[0]
-            publishers = [e for e in self.node.get_publishers_info_by_topic(topic)
+            publishers = [e for e in self.node.get_publishers_info_by_topic(graph_name)
                           if e.topic_type == msgtype]
             if not publishers:
                 continue  # only a subscriber so far: match QoS once a publisher exists
+            self._graph_name[topic] = graph_name
             try:
                 cls = message_class(msgtype)
                 self.recorder.add_topic(topic, msgtype, offered_qos(publishers))
@@ -217,7 +225,7 @@ class TopicRecorder:
     def _requalify(self, topic: str) -> None:
         """Resubscribe when a new publisher needs a weaker QoS (best effort / volatile)."""
         msgtype = self.types[topic]
-        publishers = [e for e in self.node.get_publishers_info_by_topic(topic)
+        publishers = [e for e in self.node.get_publishers_info_by_topic(self._graph_name.get(topic, topic))
                       if e.topic_type == msgtype]
         if not publishers:
             return

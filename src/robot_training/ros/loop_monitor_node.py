@@ -2,7 +2,7 @@
 
     loop_monitor --ros-args -p loop_dir:=loop -p until_balanced:=true -p max_minutes:=30
 
-Listens to the loop's own topics (``/episode_event``, ``/learner/checkpoints``,
+Listens to the loop's own topics (a fleet's, ``robot_namespaces``, in each robot's namespace) (``/episode_event``, ``/learner/checkpoints``,
 ``/learner/progress``, ``/policy_server/status``, ``/sim/status``), prints a progress line every
 ``print_period_s`` (episodes, last / best return, learner updates, reloads, missed ticks) and
 keeps ``<loop_dir>/loop_summary.json`` up to date (every episode and checkpoint with its time,
@@ -44,11 +44,37 @@ PARAMETERS = {
     'learner_name': ('learner', 'node name of the learner (its ~/progress and ~/checkpoints)'),
     'actor_name': ('policy_server', 'node name of the actor (its ~/status)'),
     'sim_name': ('sim', 'node name of the simulator (its ~/status)'),
+    'robot_namespaces': ('', 'a fleet: the robots\' namespaces, comma-separated (robot1,robot2); empty: one robot '
+                             'in the root namespace'),
 }
+
+#: counters of the robots' status summed over a fleet (the rest: the worst robot's value)
+SUMMED = ('steps', 'held_steps', 'episodes', 'commands', 'reloads', 'refused', 'timer_ticks_missed')
+
+
+def _is_counter(key: str) -> bool:
+    return key in SUMMED or key.startswith('ticks_')
 
 
 def _status_values(msg) -> dict:
     return {kv.key: kv.value for st in msg.status for kv in st.values}
+
+
+def fleet_total(statuses) -> dict:
+    """A fleet's status: counters summed, everything else (costs, gaps) the worst robot's."""
+    out: dict = {}
+    for status in statuses:
+        for key, value in status.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                out.setdefault(key, value)
+                continue
+            if _is_counter(key):
+                out[key] = out.get(key, 0.0) + number
+            else:
+                out[key] = max(float(out.get(key, number)), number)
+    return {k: (int(v) if _is_counter(k) else v) for k, v in out.items()}
 
 
 class LoopMonitorNode(Node):
@@ -80,13 +106,19 @@ class LoopMonitorNode(Node):
             if not p['interface_file']:
                 raise ValueError('eval_env needs interface_file (the interface the checkpoints were trained for)')
             self.interface = load_interface(p['interface_file'])
-        self.create_subscription(EpisodeEvent, '/episode_event', self._on_event, 50)
+        self.robots = [ns.strip().strip('/') for ns in p['robot_namespaces'].split(',') if ns.strip()] or ['']
+        if len(self.robots) > 1:
+            self.summary['robots'] = {ns: {'actor': {}, 'sim': {}} for ns in self.robots}
+        for ns in self.robots:
+            prefix = f'/{ns}' if ns else ''
+            self.create_subscription(EpisodeEvent, f'{prefix}/episode_event',
+                                     lambda m, ns=ns: self._on_event(m, ns), 50)
+            self.create_subscription(DiagnosticArray, f"{prefix}/{p['actor_name']}/status",
+                                     lambda m, ns=ns: self._store_robot(ns, 'actor', _status_values(m)), 10)
+            self.create_subscription(DiagnosticArray, f"{prefix}/{p['sim_name']}/status",
+                                     lambda m, ns=ns: self._store_robot(ns, 'sim', _status_values(m)), 10)
         self.create_subscription(Checkpoint, f"/{p['learner_name']}/checkpoints", self._on_checkpoint, 50)
         self.create_subscription(TrainingProgress, f"/{p['learner_name']}/progress", self._on_progress, 10)
-        self.create_subscription(DiagnosticArray, f"/{p['actor_name']}/status",
-                                 lambda m: self._store('actor', _status_values(m)), 10)
-        self.create_subscription(DiagnosticArray, f"/{p['sim_name']}/status",
-                                 lambda m: self._store('sim', _status_values(m)), 10)
         self.create_timer(float(p['print_period_s']), self._print)
         self.create_timer(1.0, self._check)
 
@@ -98,11 +130,20 @@ class LoopMonitorNode(Node):
         with self.lock:
             self.summary[key] = values
 
-    def _on_event(self, msg) -> None:
+    def _store_robot(self, ns: str, key: str, values: dict) -> None:
+        """One robot's status; a fleet's summary also holds every robot's and their sum."""
+        if len(self.robots) == 1:
+            return self._store(key, values)
+        with self.lock:
+            self.summary['robots'][ns][key] = values
+            self.summary[key] = fleet_total([r[key] for r in self.summary['robots'].values()])
+
+    def _on_event(self, msg, robot: str = '') -> None:
         if msg.event not in (self._event_cls.EVENT_END, self._event_cls.EVENT_RESET):
             return
         with self.lock:
-            self.summary['episodes'].append([self._t(), float(msg.episode_return), int(msg.length), bool(msg.success)])
+            self.summary['episodes'].append([self._t(), float(msg.episode_return), int(msg.length), bool(msg.success),
+                                             robot])
         if self.interface is not None and msg.episode_return >= self.p['threshold']:
             self._evaluate_newest('a training episode returned %.0f' % msg.episode_return)
 

@@ -207,7 +207,8 @@ class SimNode(Node):
         return [*(s.topic for s in self.interface.observations), self.interface.action.topic]
 
     def _start_when_subscribed(self) -> None:
-        counts = {topic: self.count_subscribers(topic) for topic in self._watched_topics()}
+        # count on the names as remapped (a robot of a fleet: /robot1/cmd); count_subscribers does not remap
+        counts = {topic: self.count_subscribers(self.resolve_topic_name(topic)) for topic in self._watched_topics()}
         if min(counts.values()) < self.wait_for_subscribers:
             self._subscribed_since = None
             return
