@@ -6,6 +6,7 @@ the loop's default settings (``online_loop``, the graph of ``train_dreamer.launc
     python bench/bench_online_loop.py --algorithms sac dreamer          # 12 and 30 minute budgets
     python bench/bench_online_loop.py --algorithms sac --minutes 10
     python bench/bench_online_loop.py --pendulum                        # Dreamer defaults, in-process
+    python bench/bench_online_loop.py --algorithms sac --robots 1 2     # a fleet: 1 robot against 2
 
 For each algorithm the loop runs until a checkpoint evaluates at ``--threshold`` (mean of 5
 deterministic episodes in Gymnasium, through the deploy loader) or the budget is spent. The
@@ -14,6 +15,10 @@ checkpoint, the env steps and learner updates it had by then, the control ticks 
 had to run without a fresh command (simulator ``held_steps`` / steps), the longest gap
 between two published actions (hot reloads included; pauses at episode resets excluded) and
 the actor's cost per tick (observation build + policy + publish) p50 / p99.
+
+``--robots 1 2`` runs each loop with one robot and then with a fleet of two (each in its
+namespace, one learner): "env steps/s" is the steps of all robots' finished episodes per
+second of wall clock from the start of the graph to the last episode's end.
 
 ``--pendulum`` also trains Dreamer with its default settings through the seed API on
 Pendulum-v1 for 20,000 env steps in-process (no ROS) and reports the evaluated return.
@@ -35,9 +40,10 @@ BUDGET_MINUTES = {'sac': 12.0, 'dreamer': 30.0}
 TARGET_MINUTES = {'sac': 8.0, 'dreamer': 20.0}
 
 
-def run_loop(algorithm: str, minutes: float, threshold: float, workdir: Path) -> dict:
-    loop = workdir / f'loop_{algorithm}'
+def run_loop(algorithm: str, minutes: float, threshold: float, workdir: Path, robots: int = 1) -> dict:
+    loop = workdir / f'loop_{algorithm}_{robots}'
     cmd = [sys.executable, '-m', 'robot_training.online.graph', '--algorithm', algorithm, '--loop-dir', str(loop),
+           '--robots', str(robots),
            '--until-balanced', '--threshold', str(threshold), '--max-minutes', str(minutes),
            '--eval-period', '60', '--print-period', '30', '--eval-episodes', '10']
     env = dict(os.environ, ROS_DOMAIN_ID=os.environ.get('ROS_DOMAIN_ID', str(100 + os.getpid() % 100)),
@@ -46,7 +52,10 @@ def run_loop(algorithm: str, minutes: float, threshold: float, workdir: Path) ->
     proc = subprocess.run(cmd, env=env, text=True)
     wall = time.time() - start
     summary = json.loads((loop / 'loop_summary.json').read_text())
-    return figures(algorithm, summary, threshold, wall, proc.returncode)
+    row = figures(algorithm, summary, threshold, wall, proc.returncode)
+    episodes = summary['episodes']
+    row.update(robots=robots, env_steps_per_s=sum(e[2] for e in episodes) / episodes[-1][0] if episodes else 0.0)
+    return row
 
 
 def figures(algorithm: str, summary: dict, threshold: float, wall: float, code: int) -> dict:
@@ -86,12 +95,12 @@ def pendulum_defaults(steps: int = 20_000, seed: int = 0) -> dict:
 
 def print_table(rows) -> None:
     period_ms = 40.0
-    print(f"\n{'loop':8s} {'to >= thr':>10s} {'target':>7s} {'env steps':>9s} {'updates':>8s} {'eval':>7s} "
+    print(f"\n{'loop':8s} {'robots':>6s} {'steps/s':>7s} {'to >= thr':>10s} {'target':>7s} {'env steps':>9s} {'updates':>8s} {'eval':>7s} "
           f"{'missed':>12s} {'max gap':>13s} {'cost p50/p99 ms':>16s} {'policy p50/p99':>15s} {'reloads':>7s}")
     for r in rows:
         t = r.get('time_to_threshold_s')
         when = f"{t / 60:.1f} min" if t is not None else 'not met'
-        print(f"{r['algorithm']:8s} {when:>10s} {TARGET_MINUTES[r['algorithm']]:>5.0f} m "
+        print(f"{r['algorithm']:8s} {r.get('robots', 1):>6d} {r.get('env_steps_per_s', 0):>7.1f} {when:>10s} {TARGET_MINUTES[r['algorithm']]:>5.0f} m "
               f"{r.get('env_steps', '-')!s:>9s} {r.get('updates', '-')!s:>8s} "
               f"{r.get('evaluated_return', r['best_evaluation']):>7.1f} "
               f"{r['missed_pct']:>6.2f} % {r['held_steps']:>3d} "
@@ -107,13 +116,15 @@ def main() -> None:
     parser.add_argument('--minutes', type=float, default=None, help='budget per loop (default: 12 sac, 30 dreamer)')
     parser.add_argument('--threshold', type=float, default=900.0)
     parser.add_argument('--pendulum', action='store_true', help='also: Dreamer defaults on Pendulum-v1, 20k steps')
+    parser.add_argument('--robots', nargs='+', type=int, default=[1], help='robots per loop (1 2: side by side)')
     parser.add_argument('--workdir', default=None)
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix='bench_loop_'))
     rows = []
     for algorithm in args.algorithms:
-        rows.append(run_loop(algorithm, args.minutes or BUDGET_MINUTES[algorithm], args.threshold, workdir))
-        print(json.dumps(rows[-1]), flush=True)
+        for robots in args.robots:
+            rows.append(run_loop(algorithm, args.minutes or BUDGET_MINUTES[algorithm], args.threshold, workdir, robots))
+            print(json.dumps(rows[-1]), flush=True)
     if rows:
         print_table(rows)
     if args.pendulum:

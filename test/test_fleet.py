@@ -63,3 +63,13 @@ def test_the_loop_launch_file_builds_the_fleet_from_the_same_functions():
     assert "'robots': ('1'," in text
     for name in ('robot_namespaces', 'robot_remaps', 'robot_seed'):
         assert f'{name}(' in text
+
+
+def test_the_fleet_command_prints_one_robots_ros_arguments(capsys):
+    from robot_training.online.fleet import main
+
+    assert main(['robot2', '--interface-file', str(CONFIG / 'interface_ugv.yaml')]) == 0
+    out = capsys.readouterr().out.split()
+    assert out[0] == '--ros-args' and '__ns:=/robot2' in out and '/scan:=/robot2/scan' in out and 'seed:=1000000' in out
+    assert main(['robot2', '--interface-file', 'missing.yaml']) == 2
+    assert 'not found' in capsys.readouterr().err

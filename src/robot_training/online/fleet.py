@@ -77,3 +77,31 @@ def ros_arguments(namespace: str, interface, world: str = '') -> List[str]:
     for src, dst in robot_remaps(namespace, interface, world):
         args += ['-r', f'{src}:={dst}']
     return args
+
+
+def main(argv=None) -> int:
+    """``python -m robot_training.online.fleet robot1 --interface-file robot.yaml``: the
+    ``--ros-args`` part of one robot's nodes, for starting them by hand (on the robot)."""
+    import argparse
+    import shlex
+
+    from robot_training.interface.description import InterfaceError, load_interface
+
+    p = argparse.ArgumentParser(prog='python -m robot_training.online.fleet', description=main.__doc__)
+    p.add_argument('namespace', help='the robot\'s namespace, e.g. robot1')
+    p.add_argument('--interface-file', required=True)
+    p.add_argument('--world', default='', help="the simulator's world name (default: the interface's name)")
+    args = p.parse_args(argv)
+    try:
+        interface = load_interface(args.interface_file)
+    except (InterfaceError, OSError) as err:
+        print(f'fleet: error: {err}', file=__import__('sys').stderr)
+        return 2
+    namespace = args.namespace.strip('/')
+    print(' '.join(shlex.quote(a) for a in ['--ros-args', *ros_arguments(namespace, interface, args.world),
+                                             '-p', f'seed:={robot_seed(namespace)}']))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
