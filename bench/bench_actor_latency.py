@@ -15,6 +15,12 @@ load processes are scheduled:
 * ``idle``: ``SCHED_IDLE`` (the kernel lets any normal task preempt them at once);
 * ``pinned``: load on CPU 1, robot processes on CPU 0.
 
+A ``+pmqos`` suffix (``quiet+pmqos``, ``nice10+pmqos``) runs that variant while this script
+holds a CPU latency request of 0 us (``/dev/cpu_dma_latency``, Linux PM QoS; needs root): idle
+CPUs then poll instead of halting, what the policy server's ``cpu_latency_us`` parameter asks for.
+A ``+batch`` suffix starts the simulator and the recorder under ``SCHED_BATCH`` (``chrt -b``):
+their wake-ups on the actor's command no longer preempt the actor.
+
 The table gives the actor's cost per tick (observation build + policy + publish) p50 / p99,
 its compute part (observation + policy) p99, the longest gap between two published actions,
 the simulator's steps held without a fresh command and the load's training throughput
@@ -67,6 +73,23 @@ def node(module: str, name: str, *params: str, cpus: str = '') -> list:
 
 
 def run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: int = 0) -> dict:
+    from robot_training.utils.priority import hold_cpu_latency
+
+    name = variant
+    variant, *flags = name.split('+')
+    held = hold_cpu_latency(0) if 'pmqos' in flags else None
+    if 'pmqos' in flags and held is None:
+        raise SystemExit(f'{name}: /dev/cpu_dma_latency cannot be written (needs root)')
+    try:
+        row = _run_variant(variant, checkpoint, seconds, tmp, run, batch='batch' in flags)
+    finally:
+        if held is not None:
+            os.close(held)
+    row['variant'] = name
+    return row
+
+
+def _run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: int, batch: bool = False) -> dict:
     robot_cpus = '0' if variant == 'pinned' else ''
     out = tmp / f'{run}_{variant}'
     out.mkdir()
@@ -80,6 +103,9 @@ def run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: i
         'recorder': node('recorder_node', 'recorder', f'interface_file:={INTERFACE}',
                          f'dataset_dir:={out / "dataset"}', 'use_sim_time:=true', cpus=robot_cpus),
     }
+    if batch:
+        for name in ('sim', 'recorder'):
+            robot[name] = ['chrt', '-b', '0'] + robot[name]
     procs = {name: subprocess.Popen(cmd, env=env, stdout=open(out / f'{name}.log', 'w'), stderr=subprocess.STDOUT)
              for name, cmd in robot.items()}
     time.sleep(8.0)  # discovery and imports, before the load starts

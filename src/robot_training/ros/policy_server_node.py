@@ -65,6 +65,8 @@ PARAMETERS = {
     'status_period_s': (1.0, 'period of ~/status (0: none)'),
     'torch_threads': (1, 'CPU threads for the policy (0: PyTorch default)'),
     'autostart': (True, 'configure and activate at start (false: wait for lifecycle transitions)'),
+    'cpu_latency_us': (-1, 'hold a Linux PM QoS CPU wake-up latency request of this many us while the node runs '
+                           '(0: idle CPUs poll, no cold wake-up before a tick; needs root; -1: none)', (-1, None)),
 }
 
 
@@ -77,6 +79,7 @@ class PolicyServerNode(LifecycleNode):
         self._loader = None
         self._made = {}
         self._autostart = bool(self.get_parameter('autostart').value)
+        self._cpu_latency_fd = self._hold_cpu_latency(int(self.get_parameter('cpu_latency_us').value))
         self._configure_error = None
         if self._autostart:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -140,6 +143,19 @@ class PolicyServerNode(LifecycleNode):
             else:
                 self.destroy_publisher(pub)
         self._made, self.runner, self._loader = {}, None, None
+
+    def _hold_cpu_latency(self, microseconds: int):
+        if microseconds < 0:
+            return None
+        from robot_training.utils.priority import CPU_DMA_LATENCY, hold_cpu_latency
+
+        fd = hold_cpu_latency(microseconds)
+        if fd is None:
+            self.get_logger().warning(f'cpu_latency_us {microseconds}: cannot write {CPU_DMA_LATENCY} (needs root or a '
+                                      'udev rule); the CPUs keep their idle states')
+        else:
+            self.get_logger().info(f'holding a CPU wake-up latency of {microseconds} us ({CPU_DMA_LATENCY})')
+        return fd
 
     def configure(self) -> None:
         from robot_training.interface.description import load_interface

@@ -37,3 +37,30 @@ def set_thread_cpu_policy(policy: str) -> bool:
     except OSError:
         return False
     return True
+
+
+#: Linux PM QoS: the CPU wake-up latency every idle CPU must honour while the file is held open
+CPU_DMA_LATENCY = "/dev/cpu_dma_latency"
+
+
+def hold_cpu_latency(microseconds: int, path: str = CPU_DMA_LATENCY):
+    """Ask Linux to keep every CPU's wake-up latency at or under ``microseconds`` (PM QoS).
+
+    With 0, idle CPUs poll instead of halting, so a control loop that sleeps between ticks
+    does not pay for a cold wake-up on every tick (on the project's VM: an 11 us message build
+    took 0.25 ms p50 after a 40 ms sleep, 0.02 ms with the request held). The request holds
+    while the returned file descriptor is open (close it, or let the process end, to drop
+    it). It costs power: an idle CPU spins. Returns the descriptor, or None where the file
+    does not exist or cannot be written (it needs root or a udev rule)."""
+    import struct
+
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return None
+    try:
+        os.write(fd, struct.pack("i", int(microseconds)))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
