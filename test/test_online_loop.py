@@ -88,6 +88,15 @@ class Watch:
         return int(self.actor.get('reloads', 0))
 
 
+def kill_group(proc) -> None:
+    """SIGKILL a graph started with ``start_new_session`` and every node it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def finished_episodes(dataset: Path) -> list:
     from robot_training.recording.recorder import list_episode_dirs, read_sidecar
 
@@ -223,11 +232,7 @@ def test_online_loop_command_stops_on_a_double_sigint_with_everything_saved(tmp_
         os.killpg(proc.pid, signal.SIGINT)  # ... and an impatient operator presses it again
         out, _ = proc.communicate(timeout=120)
     finally:  # a failed run must not leave its nodes behind
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        kill_group(proc)
     assert proc.returncode == 0, out
     assert 'stopped by SIGINT' in out and 'learning loop: sac' in out and 'final evaluated return' in out
     logs = '\n'.join(p.read_text() for p in (loop / 'logs').glob('*.log'))
@@ -260,11 +265,7 @@ def test_a_fleet_of_two_robots_feeds_one_learner_every_episode_once(tmp_path):
     try:
         out, _ = proc.communicate(timeout=240)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        kill_group(proc)
     assert proc.returncode == 0, out
     assert 'learning loop: sac on InvertedPendulum-v5 x 2 robots' in out, out
     interface = load_interface(INTERFACE)

@@ -285,9 +285,10 @@ def report(args) -> dict:
                      f"{float(actor.get('compute_p99_ms', 0)):.2f} ms; the rest is publishing)"))
         rows.append(('hot reloads', f"{actor.get('reloads', 0)} ({actor.get('refused', 0)} refused)"))
     if episodes and episodes[-1][0] > 0:
+        count = len(summary.get('robots', {})) or 1
         rows.append(('env steps per second', f'{sum(e[2] for e in episodes) / episodes[-1][0]:.1f} (finished '
-                                             f'episodes of {len(summary.get("robots", {})) or 1} robot(s), '
-                                             f'start to the last episode end)'))
+                                             f"episodes of {'1 robot' if count == 1 else f'{count} robots'}, "
+                                             'start to the last episode end)'))
     for ns, status in summary.get('robots', {}).items():
         mine = [e for e in episodes if len(e) > 4 and e[4] == ns]
         held, steps = int(status['sim'].get('held_steps', 0)), int(status['sim'].get('steps', 0))
