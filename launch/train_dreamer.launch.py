@@ -62,7 +62,7 @@ def robot_nodes(context):
     use_sim = value['use_sim'].lower() in ('true', '1')  # the embedded robot, on its simulation time
     nodes = []
     for ns in namespaces:
-        remaps = robot_remaps(ns, interface) if ns else []
+        remaps = robot_remaps(ns, interface)  # none in the root namespace
         common = {'interface_file': value['interface_file']}
         dataset = os.path.join(value['loop_dir'], 'dataset', ns) if ns else os.path.join(value['loop_dir'], 'dataset')
         if use_sim:

@@ -9,7 +9,7 @@ the one that ended, which the algorithms need to bootstrap truncated episodes.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Union
+from typing import Any, Callable, Dict, Mapping, Union
 
 import gymnasium as gym
 import numpy as np
@@ -64,13 +64,20 @@ def make_vector_env(env: EnvSpec, num_envs: int) -> SyncVectorEnv:
         raise EnvError(f"environment '{env}' needs a missing dependency: {exc}") from None
 
 
-def final_observations(next_obs: np.ndarray, infos: Dict[str, Any], done: np.ndarray) -> np.ndarray:
-    """The true next observation of every sub-env: ``final_obs`` where an episode ended."""
-    real = next_obs.copy()
+def final_observations(next_obs, infos: Dict[str, Any], done: np.ndarray):
+    """The true next observation of every sub-env: ``final_obs`` where an episode ended
+    (under ``SAME_STEP`` autoreset such an env returns the next episode's first). Arrays, or
+    dicts of arrays for Dict observation spaces."""
+    is_dict = isinstance(next_obs, Mapping)
+    real = {k: v.copy() for k, v in next_obs.items()} if is_dict else next_obs.copy()
     if done.any() and "final_obs" in infos:
         mask = infos.get("_final_obs", done)
         for i in np.nonzero(mask)[0]:
-            real[i] = infos["final_obs"][i]
+            if is_dict:
+                for key, value in real.items():
+                    value[i] = infos["final_obs"][i][key]
+            else:
+                real[i] = infos["final_obs"][i]
     return real
 
 

@@ -4,7 +4,7 @@ Each robot of the loop gets its own robot (simulator or driver), actor and recor
 in the namespace ``robot1`` … ``robotN`` (one robot: the root namespace, as before). The
 interface description names absolute topics (``/joint_states``, ``/cmd``), which a namespace
 does not move, so every robot-scoped name is also remapped into the namespace: the
-interface's observation, action, reward and episode topics, ``/clock`` (each simulator has its
+interface's streams (observation, action, reward and episode topics), ``/clock`` (each simulator has its
 own simulation time), ``/tf``, ``/tf_static``, the mission topic and the simulator's
 ``/world/<name>/reset|pause`` services. The nodes themselves are unchanged; a recorder still
 writes the interface's own topic names into its bags, so every robot's episodes match the
@@ -43,16 +43,6 @@ def robot_seed(namespace: str) -> int:
     return (int(namespace[len('robot'):]) - 1) * 1_000_000 if namespace[len('robot'):].isdigit() else 0
 
 
-def interface_names(interface) -> List[str]:
-    """The absolute topic names an interface description uses."""
-    names = [s.topic for s in interface.observations] + [interface.action.topic]
-    if getattr(interface.reward, 'source', '') == 'topic':
-        names.append(interface.reward.topic)
-    if getattr(interface.episodes, 'source', '') == 'event':
-        names.append(interface.episodes.topic)
-    return names
-
-
 def robot_remaps(namespace: str, interface, world: str = '') -> List[Tuple[str, str]]:
     """``(from, to)`` remappings that move one robot's absolute names into ``namespace``
     (none for the root namespace). ``world``: the simulator's world name (default: the
@@ -60,7 +50,7 @@ def robot_remaps(namespace: str, interface, world: str = '') -> List[Tuple[str, 
     if not namespace:
         return []
     world = world or interface.name or 'default'
-    names = [*interface_names(interface), *ROBOT_NAMES, f'/world/{world}/reset', f'/world/{world}/pause']
+    names = [*(s.topic for s in interface.streams()), *ROBOT_NAMES, f'/world/{world}/reset', f'/world/{world}/pause']
     out, seen = [], set()
     for name in names:
         if name.startswith('/') and name not in seen:

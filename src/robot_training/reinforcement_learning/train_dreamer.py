@@ -216,7 +216,7 @@ class DreamerTrainer:
                     done = terminated | truncated
                     self.env_steps += num_envs
                     bar.update(num_envs)
-                    self.replay.add_env_steps(ending_observations(observations, infos, done), actions, rewards,
+                    self.replay.add_env_steps(final_observations(observations, infos, done), actions, rewards,
                                               np.zeros(num_envs, bool), terminated)
                     for episode_return, episode_length in stats.step(rewards, done):
                         self.episodes += 1
@@ -422,19 +422,6 @@ def passed_multiple(before: int, after: int, every: int) -> bool:
     """Whether a count moving from ``before`` to ``after`` reached a multiple of ``every``
     (``every`` <= 0: never)."""
     return every > 0 and after // every > before // every
-
-
-def ending_observations(observations, infos: Mapping[str, Any], done: np.ndarray):
-    """The observation each env's step ended in: under ``SAME_STEP`` autoreset an env whose
-    episode ended returns the next one's first, and ``infos["final_obs"]`` its last (arrays or
-    dicts of arrays)."""
-    if not isinstance(observations, Mapping):
-        return final_observations(observations, infos, done)
-    ending = {k: v.copy() for k, v in observations.items()}
-    for i in np.flatnonzero(done):
-        for key, value in ending.items():
-            value[i] = infos["final_obs"][i][key]
-    return ending
 
 
 @torch.no_grad()

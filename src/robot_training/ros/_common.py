@@ -142,7 +142,7 @@ class TopicRecorder:
         self.wanted = dict(wanted)
         self._recorded_as = {node.resolve_topic_name(t): t for t in self.wanted}
         """graph name -> the name it is recorded under (the same unless remapped)"""
-        self._graph_name: dict[str, str] = {}
+        self._graph_name = {t: g for g, t in self._recorded_as.items()}
         self.all_topics = all_topics
         self.exclude = set(DEFAULT_EXCLUDES) | set(exclude)
         self.subscriptions: dict[str, object] = {}
@@ -203,7 +203,6 @@ class TopicRecorder:
                           if e.topic_type == msgtype]
             if not publishers:
                 continue  # only a subscriber so far: match QoS once a publisher exists
-            self._graph_name[topic] = graph_name
             try:
                 cls = message_class(msgtype)
                 self.recorder.add_topic(topic, msgtype, offered_qos(publishers))

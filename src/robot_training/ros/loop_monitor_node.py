@@ -2,8 +2,9 @@
 
     loop_monitor --ros-args -p loop_dir:=loop -p until_balanced:=true -p max_minutes:=30
 
-Listens to the loop's own topics (a fleet's, ``robot_namespaces``, in each robot's namespace) (``/episode_event``, ``/learner/checkpoints``,
-``/learner/progress``, ``/policy_server/status``, ``/sim/status``), prints a progress line every
+Listens to the loop's own topics (``/episode_event``, ``/learner/checkpoints``,
+``/learner/progress``, ``/policy_server/status``, ``/sim/status``; a fleet's robot topics in
+each of the ``robot_namespaces``), prints a progress line every
 ``print_period_s`` (episodes, last / best return, learner updates, reloads, missed ticks) and
 keeps ``<loop_dir>/loop_summary.json`` up to date (every episode and checkpoint with its time,
 the evaluations, the actor's and the simulator's counters) for the final report and the plot.
