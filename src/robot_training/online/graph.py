@@ -134,8 +134,8 @@ def node_commands(args) -> Dict[str, List[str]]:
         for name in ROBOT_NODES:
             if name == 'sim' and args.use_sim != 'true':
                 continue
-            extra = ros_arguments(ns, interface) if ns else []
-            out[f'{ns}/{name}' if ns else name] = _command(name, args.params_file, robot[name](ns), extra)
+            out[f'{ns}/{name}' if ns else name] = _command(name, args.params_file, robot[name](ns),
+                                                           ros_arguments(ns, interface))
     for name, values in fleet.items():
         out[name] = _command(name, args.params_file, values)
     return out
@@ -185,10 +185,24 @@ def run_graph(args) -> int:
             if reason:
                 break
     print(f'online_loop: {reason}; stopping the graph', flush=True)
-    for name, proc in procs.items():  # a terminal's Ctrl-C reached them already; SIGINT is idempotent
+    # The robots first (the recorders finish their open episodes), then the learner, whose last
+    # look at the dataset then takes those episodes into its final checkpoint. A terminal's
+    # Ctrl-C reached every node at once already (SIGINT is idempotent); then a restart of the
+    # learner takes in what its last look missed.
+    _stop({n: p for n, p in procs.items() if n != 'learner'})
+    _stop({n: p for n, p in procs.items() if n == 'learner'})
+    failed = [n for n, p in procs.items() if p.returncode not in (0, -signal.SIGINT)]
+    if failed:
+        print(f"online_loop: {', '.join(failed)} did not exit cleanly (see {logs})", flush=True)
+    return 1 if failed and not interrupted else 0
+
+
+def _stop(procs: Dict[str, subprocess.Popen], timeout_s: float = 60.0) -> None:
+    """SIGINT each process, wait up to ``timeout_s`` for all of them, kill the ones left."""
+    for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     for name, proc in procs.items():
         try:
             proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -196,10 +210,6 @@ def run_graph(args) -> int:
             print(f'online_loop: {name} did not stop in time; killed', flush=True)
             proc.kill()
             proc.wait()
-    failed = [n for n, p in procs.items() if p.returncode not in (0, -signal.SIGINT)]
-    if failed:
-        print(f"online_loop: {', '.join(failed)} did not exit cleanly (see {logs})", flush=True)
-    return 1 if failed and not interrupted else 0
 
 
 # --------------------------------------------------------------------------- report
