@@ -23,6 +23,7 @@ def balancing_ppo(tmp_path_factory):
     from robot_training.policies.train_policy import train_policy
     from robot_training.utils.data_collection import evaluate_policy
 
+    torch.set_num_threads(1)  # the same fixture whatever thread count an earlier test module left
     tmp = tmp_path_factory.mktemp('ppo')
     cfg = Config().replace(training=dict(tensorboard=False, progress_bar=False, checkpoint_every=0, seed=0))
     trainer = train_policy('InvertedPendulum-v5', 'ppo', total_timesteps=30_000, config=cfg, checkpoint_dir=tmp)
@@ -68,12 +69,15 @@ def test_balancing_policy_balances_over_ros(mode, balancing_ppo, procs, ros_node
     spin_for(ros_node, 1.0)
     assert call(ros_node, SetBool, '/world/inverted_pendulum/pause', SetBool.Request(data=False)).success
     spin_until(ros_node, lambda: len(ends) >= 2, 2 * STEPS / 25 + 60, 'two episode ends')
-    assert [(e.length, e.reason) for e in ends[:2]] == [(STEPS, 'truncated')] * 2, \
-        f'{mode}: episodes {[(e.length, e.reason) for e in ends]}'
-    assert [e.episode_return for e in ends[:2]] == [float(STEPS)] * 2
     sim_out = stop(sim)
-    assert sim.returncode == 0, sim_out
     out = stop(server)
+    # a failure names both sides' timing: the server's tick counts (stale, waiting) and missed
+    # timer ticks, the simulator's held steps
+    lines = [line for line in (sim_out + out).splitlines() if 'stopped' in line or 'missed' in line]
+    assert [(e.length, e.reason) for e in ends[:2]] == [(STEPS, 'truncated')] * 2, \
+        f'{mode}: episodes {[(e.length, e.reason) for e in ends]}; {lines}'
+    assert [e.episode_return for e in ends[:2]] == [float(STEPS)] * 2
+    assert sim.returncode == 0, sim_out
     assert server.returncode == 0, out
     assert 'refused 0' in out and "'error': 0" in out, out
     status = ast.literal_eval(sim_out.split('[sim] stopped: ', 1)[1].splitlines()[0])

@@ -359,7 +359,9 @@ def main(args=None) -> None:
             print(f"[policy_server] stopped: ticks {node.runner.counts}, reloads {st['reloads']}, refused "
                   f"{st['refused']}, tick cost p50 {st['cost_p50_ms']:.3f} ms p99 {st['cost_p99_ms']:.3f} ms "
                   f"(observation + policy p50 {st['compute_p50_ms']:.3f} ms p99 {st['compute_p99_ms']:.3f} ms), "
-                  f"longest gap {st['gap_max_ms']:.1f} ms", flush=True)
+                  f"longest gap {st['gap_max_ms']:.1f} ms"
+                  + (f", timer ticks missed {st['timer_ticks_missed']}" if node.trigger.mode == 'timer' else ''),
+                  flush=True)
 
     run_node('policy_server', PolicyServerNode, (DeployError, ValueError, OSError),  # checkpoint, interface, parameters
              cleanup=report, args=args)
