@@ -4,6 +4,7 @@
     python bench/bench_robots.py --train ppo:uav:300000 sac:ugv:150000   # model-free, from state
     python bench/bench_robots.py --train ppo:ugv:1000000:ugv              # with config/presets/ugv.yaml
     python bench/bench_robots.py --bc 50                                  # BC from 50 recorded demos
+    python bench/bench_robots.py --bc 50 --bc-seeds 0 3 7 11              # four demo sets, and their mean
     python bench/bench_robots.py --speed                                  # lock-step rate over ROS, camera
 
 Each ``--train ALGORITHM:ROBOT:STEPS`` trains with the package defaults (``PolicyTrainer``, the
@@ -104,17 +105,17 @@ def record_demonstrations(missions: int, dataset: Path, seed: int = 0, record: b
     return wall
 
 
-def behavioral_cloning(missions: int, workdir: Path, disturbance: float) -> dict:
-    dataset = workdir / 'demos' / 'dataset'
-    wall = record_demonstrations(missions, dataset, disturbance=disturbance)
+def behavioral_cloning(missions: int, workdir: Path, disturbance: float, seed: int = 0) -> dict:
+    dataset = workdir / f'demos_seed{seed}' / 'dataset'
+    wall = record_demonstrations(missions, dataset, seed=seed, disturbance=disturbance)
     demos = json.loads((dataset.parent / 'demos.json').read_text())['missions']
     start = time.time()
-    out = workdir / 'bc'
+    out = workdir / f'bc_seed{seed}'
     subprocess.run([sys.executable, '-m', 'robot_training.train', '--mode', 'supervised', '--data', str(dataset),
                     '--interface', str(REPO / 'config' / 'interface_ugv.yaml'), '--checkpoint-dir', str(out)],
                    check=True)
     checkpoint = sorted(out.rglob('*final*.pt'))[-1]
-    row = {'run': f'bc ugv ({missions} demos, disturbance {disturbance:g})', 'env_steps': sum(m['steps'] for m in demos),
+    row = {'run': f'bc ugv ({missions} demos, disturbance {disturbance:g}, demo seed {seed})', 'env_steps': sum(m['steps'] for m in demos),
            'train_min': (time.time() - start) / 60, 'record_min': wall / 60,
            'demo_waypoints_pct': 100 * sum(m['waypoints_reached'] for m in demos) / sum(m['num_waypoints'] for m in demos)}
     row.update(evaluate('ugv', checkpoint))
@@ -154,6 +155,10 @@ def main() -> None:
     parser.add_argument('--disturbance', type=float, default=DEMO_DISTURBANCE,
                         help='the simulator\'s actuator disturbance while the demonstrations are recorded '
                              f'(UgvEnv(disturbance=...); default {DEMO_DISTURBANCE}, 0: clean demonstrations)')
+    parser.add_argument('--bc-seeds', type=int, nargs='+', default=[0], metavar='SEED',
+                        help='one demonstration set per seed (the simulator\'s mission seeds), each cloned and '
+                             'judged on its own, then their mean: which 50 missions are demonstrated moves the '
+                             'result by several points')
     parser.add_argument('--speed', action='store_true')
     parser.add_argument('--workdir', default=None)
     args = parser.parse_args()
@@ -164,8 +169,15 @@ def main() -> None:
         rows.append(train(algorithm, robot, int(steps), workdir, *preset))
         print(json.dumps(rows[-1]), flush=True)
     if args.bc:
-        rows.append(behavioral_cloning(args.bc, workdir, args.disturbance))
-        print(json.dumps(rows[-1]), flush=True)
+        bc_rows = []
+        for seed in args.bc_seeds:
+            bc_rows.append(behavioral_cloning(args.bc, workdir, args.disturbance, seed))
+            print(json.dumps(bc_rows[-1]), flush=True)
+        rows += bc_rows
+        if len(bc_rows) > 1:
+            judged = ('waypoints_pct', 'collisions_pct', 'complete_pct')
+            rows.append({'run': f'bc ugv, mean of {len(bc_rows)} demonstration sets',
+                         **{k: sum(r[k] for r in bc_rows) / len(bc_rows) for k in judged}})
     if args.speed:
         rows += speed(workdir)
         print(json.dumps(rows[-3:]), flush=True)
