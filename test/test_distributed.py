@@ -1,9 +1,11 @@
 """torchrun / DDP: two gloo processes end where one process ends (same global batch and seed),
-every rank resumes from the same checkpoint, rank 0 alone writes, bad set-ups are refused in one
-line; the sampler's shards and the sharded noise on their own."""
+on one node or as two nodes meeting at a c10d rendezvous; every rank resumes from the same
+checkpoint, rank 0 alone writes, bad set-ups are refused in one line; the sampler's shards and
+the sharded noise on their own."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +103,41 @@ def test_every_rank_resumes_from_the_same_checkpoint(tmp_path, data):
     one = load_checkpoint(tmp_path / "one" / FINAL["world_model"])
     two = load_checkpoint(tmp_path / "two" / FINAL["world_model"])
     assert one["updates"] == two["updates"] > before
+    assert_same_weights(one, two)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_meet_at_a_rendezvous_and_end_where_one_process_ends(tmp_path, data):
+    """The README's multi-machine command (``--nnodes 2 --rdzv-backend c10d --rdzv-endpoint``), its two
+    launchers started side by side on this host, one process each: they find each other through the
+    c10d rendezvous and train what one process trains."""
+    train(tmp_path, "one", "world_model", 0)
+    out = tmp_path / "nodes"
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+              "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "two-nodes",
+              "-m", "robot_training.train", "--mode", "world_model", "--data", str(tmp_path / "demos.pkl.gz"),
+              "--config", str(tmp_path / "small.yaml"), "--checkpoint-dir", str(out), "--log-dir",
+              str(out / "runs"), "--no-progress", "--seed", "3"]
+    nodes = [subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        results = [node.communicate(timeout=180) for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    for node, (_, err) in zip(nodes, results):
+        assert node.returncode == 0, err[-4000:]
+    # one node got global rank 0 and alone wrote the summary and the checkpoint
+    assert sum(stdout.count("final metric") for stdout, _ in results) == 1
+    one = load_checkpoint(tmp_path / "one" / FINAL["world_model"])
+    two = load_checkpoint(out / FINAL["world_model"])
+    assert one["updates"] == two["updates"] > 0
     assert_same_weights(one, two)
 
 

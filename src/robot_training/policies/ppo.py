@@ -32,6 +32,7 @@ from robot_training.networks.distributions import (
 from robot_training.networks.mlp import mlp
 from robot_training.networks.normalization import RunningNorm
 from robot_training.policies.common import DeployedPolicy, EnvLoop, Transition, VectorEnvLearner, as_batch
+from robot_training.utils.optim import adam
 
 
 def _orthogonal(module: nn.Sequential, hidden_gain: float, out_gain: float) -> nn.Sequential:
@@ -124,7 +125,7 @@ class PPO(VectorEnvLearner):
     def build(self) -> None:
         self.model = ActorCritic(self.observation_space.shape[0], self.action_space, self.cfg.hidden_dim,
                                  self.cfg.num_layers, self.cfg.norm_obs).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate, eps=1e-5)
+        self.optimizer = adam(self.model.parameters(), lr=self.cfg.learning_rate, eps=1e-5)
         self.ret_norm = RunningNorm(())  # running variance of discounted returns (norm_reward)
 
     # ------------------------------------------------------------------ acting

@@ -30,6 +30,7 @@ from robot_training.data.replay import ReplayBatch, ReplayBuffer
 from robot_training.networks.distributions import tanh_gaussian_sample
 from robot_training.networks.mlp import mlp
 from robot_training.policies.common import DeployedPolicy, OffPolicyLearner, as_batch
+from robot_training.utils.optim import adam
 from robot_training.utils.precision import autocast, check_precision
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -116,12 +117,11 @@ class SAC(OffPolicyLearner):
         self.qf_target = SoftQNetworks(obs_dim, self.action_dim, cfg.hidden_dim, cfg.num_layers).to(self.device)
         self.qf_target.load_state_dict(self.qf.state_dict())
         self.qf_target.requires_grad_(False)
-        fused = {"foreach": True}
-        self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=cfg.q_lr, **fused)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr, **fused)
+        self.q_optimizer = adam(self.qf.parameters(), lr=cfg.q_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=cfg.policy_lr)
         self.target_entropy = -float(self.action_dim)
         self.log_alpha = torch.tensor([math.log(cfg.alpha)], device=self.device, requires_grad=cfg.autotune)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.q_lr) if cfg.autotune else None
+        self.alpha_optimizer = adam([self.log_alpha], lr=cfg.q_lr) if cfg.autotune else None
         self.alpha = self.log_alpha.detach().exp()
         self.replay = ReplayBuffer(cfg.buffer_size, self.observation_space.shape, self.action_dim, self.device,
                                    seed=self.seed)

@@ -30,6 +30,7 @@ from torch import nn
 from robot_training.config import Config
 from robot_training.networks.heads import GaussianActor, TwoHotHead, action_entropy, action_log_prob
 from robot_training.utils import distributed
+from robot_training.utils.optim import adam
 from robot_training.world_models.rssm import RSSM, State
 from robot_training.world_models.world_model import WorldModel
 
@@ -67,8 +68,8 @@ class ActorCritic(nn.Module):
         self.cfg = d
 
     def optimizers(self) -> Tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        return (torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr, eps=1e-5),
-                torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=1e-5))
+        return (adam(self.actor.parameters(), lr=self.cfg.actor_lr, eps=1e-5),
+                adam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=1e-5))
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:

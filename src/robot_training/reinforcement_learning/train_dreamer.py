@@ -42,6 +42,7 @@ from robot_training.policies.common import EpisodeStats
 from robot_training.utils import distributed
 from robot_training.utils.logging import RunLogger, progress, run_name
 from robot_training.utils.seeding import set_seed
+from robot_training.utils.optim import adam
 from robot_training.utils.stopping import save_on_stop
 from robot_training.world_models.presets import resolve_size
 from robot_training.world_models.replay import SequenceReplay, action_bounds, denormalize_action, to_torch
@@ -63,7 +64,7 @@ class DreamerTrainer:
         self.device = resolve_device(device or self.config.training.device)
         self.agent = DreamerAgent(observation_shape, action_dim, self.config, self.device, action_low, action_high)
         wm = self.config.world_model
-        self.world_model_optimizer = torch.optim.Adam(self.agent.world_model.parameters(), lr=wm.learning_rate, eps=1e-8)
+        self.world_model_optimizer = adam(self.agent.world_model.parameters(), lr=wm.learning_rate, eps=1e-8)
         self.actor_optimizer, self.critic_optimizer = self.agent.behavior.optimizers()
         self.env_factory = env_factory
         self.logger = logger

@@ -30,6 +30,7 @@ from robot_training.networks.mlp import mlp
 from robot_training.policies.common import as_batch
 from robot_training.utils import distributed
 from robot_training.utils.logging import RunLogger, progress
+from robot_training.utils.optim import adam
 
 LOSSES = ("mse", "gaussian")
 
@@ -109,8 +110,7 @@ class BehavioralCloning:
 
     def _build(self, obs_dim: int, action_dim: int) -> None:
         self.model = BCNetwork(obs_dim, action_dim, self.cfg, self.cfg.use_sequences).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.learning_rate,
-                                          weight_decay=self.cfg.weight_decay)
+        self.optimizer = adam(self.model.parameters(), lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
         self._forward = None  # the model, through DDP under torchrun (made at the first update)
 
     # ------------------------------------------------------------------ data

@@ -32,6 +32,7 @@ from robot_training.data.trajectory import Trajectory, common_interface_fingerpr
 from robot_training.networks.encoders import ObservationShape, ObservationShapeError, split_observation_shape
 from robot_training.utils import distributed
 from robot_training.utils.logging import RunLogger, progress, run_name
+from robot_training.utils.optim import adam
 from robot_training.utils.precision import autocast as _autocast
 from robot_training.utils.seeding import set_seed
 from robot_training.utils.stopping import save_on_stop
@@ -119,7 +120,7 @@ class WorldModelTrainer(ModelSpec):
         """The interface description of the training data (bags), kept in checkpoints."""
         wm = self.config.world_model
         self.model = WorldModel(self.observation_shape, self.action_dim, self.config).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=wm.learning_rate, eps=1e-8)
+        self.optimizer = adam(self.model.parameters(), lr=wm.learning_rate, eps=1e-8)
         self.updates = 0
         self.train_replay: Optional[SequenceReplay] = None
         self.validation_replay: Optional[SequenceReplay] = None
