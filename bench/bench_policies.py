@@ -29,6 +29,7 @@ from robot_training.policies.ppo import PPO
 from robot_training.policies.sac import SAC
 from robot_training.supervised_learning.bc import BehavioralCloning
 from robot_training.utils.data_collection import DataCollector, evaluate_policy
+from robot_training.utils.precision import resolve_precision
 
 SAC_ENV, PPO_ENV = "Pendulum-v1", "CartPole-v1"
 # shared hyperparameters (SB3 rl-zoo's CartPole PPO settings; CleanRL-like SAC)
@@ -110,8 +111,9 @@ def main(argv=None) -> int:
     p.add_argument("--skip-sb3", action="store_true")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--bc-episodes", type=int, default=20)
-    p.add_argument("--sac-precision", choices=["float32", "bfloat16"], default="float32",
-                   help="compute precision of this suite's SAC updates (sac.precision)")
+    p.add_argument("--sac-precision", nargs="+", choices=["float32", "bfloat16", "auto"], default=["float32"],
+                   help="compute precision(s) of this suite's SAC updates (sac.precision), a row each; "
+                        "SB3 runs once")
     p.add_argument("--sb3-threads", type=int, default=1,
                    help="torch threads while SB3 trains: 1 (same as this suite, the default) or 0 for "
                         "PyTorch's default, which is what an SB3 user gets")
@@ -133,8 +135,10 @@ def main(argv=None) -> int:
     experts = {}
     jobs = []
     if "sac" in algos or "bc" in algos:
-        jobs.append(("sac", SAC_ENV, args.sac_steps,
-                     lambda steps, seed: ours_sac(steps, seed, args.sac_precision), sb3_sac, False))
+        for i, precision in enumerate(args.sac_precision):
+            jobs.append(("sac" if i == 0 else f"sac {precision}", SAC_ENV, args.sac_steps,
+                         lambda steps, seed, precision=precision: ours_sac(steps, seed, precision),
+                         sb3_sac if i == 0 else None, False))
     if "ppo" in algos:
         jobs.append(("ppo", PPO_ENV, args.ppo_steps, ours_ppo, sb3_ppo, True))
     for name, env_id, steps, ours, theirs, discrete in jobs:
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
             results.setdefault(("robot_training", name), []).append((seed, ret, sps))
             experts.setdefault(name, []).append((ret, algo))
             print(f"[robot_training] {name} seed {seed}: return {ret:.1f}, {sps:.0f} steps/s", flush=True)
-            if use_sb3 and seed in sb3_seeds:
+            if use_sb3 and theirs is not None and seed in sb3_seeds:
                 torch.set_num_threads(sb3_threads)
                 try:
                     model, sps = theirs(steps, seed)
@@ -171,21 +175,22 @@ def main(argv=None) -> int:
         bc_row = (demo_ret, bc_ret, random_ret, score, bc_time)
 
     print()
-    print(f"torch threads: robot_training 1, SB3 {sb3_threads}; robot_training SAC precision {args.sac_precision}")
-    print(f"{'algorithm':<22}{'library':<16}{'seeds':<10}{'return (median)':>16}{'returns':>28}"
+    print(f"torch threads: robot_training 1, SB3 {sb3_threads}; robot_training SAC precision "
+          f"{', '.join(args.sac_precision)} (auto is {resolve_precision('auto', 'cpu')} on this CPU)")
+    print(f"{'algorithm':<30}{'library':<16}{'seeds':<10}{'return (median)':>16}{'returns':>28}"
           f"{'steps/s':>10}{'ratio vs SB3':>14}")
     for name, env_id, steps, *_ in jobs:
         mine = results.get(("robot_training", name), [])
-        base = results.get(("sb3", name), [])
+        base = results.get(("sb3", name.split()[0]), [])
         base_sps = statistics.median([r[2] for r in base]) if base else None
-        for lib, rows in (("robot_training", mine), ("sb3", base)):
+        for lib, rows in (("robot_training", mine), ("sb3", base if name == name.split()[0] else [])):
             if not rows:
                 continue
             med_ret = statistics.median([r[1] for r in rows])
             med_sps = statistics.median([r[2] for r in rows])
             ratio = f"{med_sps / base_sps:.2f}x" if base_sps and lib == "robot_training" else ""
             rets = " ".join(f"{r[1]:.0f}" for r in rows)
-            print(f"{name + ' ' + env_id + ' ' + str(steps // 1000) + 'k':<22}{lib:<16}"
+            print(f"{name + ' ' + env_id + ' ' + str(steps // 1000) + 'k':<30}{lib:<16}"
                   f"{','.join(str(r[0]) for r in rows):<10}{med_ret:>16.1f}{rets:>28}{med_sps:>10.0f}{ratio:>14}")
     if bc_row is not None:
         demo_ret, bc_ret, random_ret, score, bc_time = bc_row

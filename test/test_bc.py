@@ -74,3 +74,30 @@ def test_bc_rejects_unknown_loss(tmp_path):
     demos = create_synthetic_dataset(2, observation_dim=2, action_dim=1, episode_length=10)
     with pytest.raises(ValueError, match="unknown loss"):
         train_behavioral_cloning(demos, config=config(tmp_path, loss="huber"), save=False)
+
+
+def test_observation_noise_perturbs_training_batches_only(tmp_path, monkeypatch):
+    demos = create_synthetic_dataset(8, observation_dim=4, action_dim=1, episode_length=40, seed=3)
+    seen = []
+    original = BehavioralCloning._loss
+
+    def recording_loss(self, batch, forward=None, count=None):
+        seen.append((self.model.training, batch.observations.clone()))
+        return original(self, batch, forward, count)
+
+    monkeypatch.setattr(BehavioralCloning, "_loss", recording_loss)
+    runs = {}
+    for sigma in (0.0, 0.5):
+        seen.clear()
+        bc = BehavioralCloning(config(tmp_path, num_epochs=1, batch_size=10_000, observation_noise=sigma), seed=0)
+        bc.learn(demos)
+        runs[sigma] = [obs for training, obs in seen if training], [obs for training, obs in seen if not training]
+    (clean_train,), (clean_val,) = runs[0.0]
+    (noisy_train,), (noisy_val,) = runs[0.5]
+    torch.testing.assert_close(noisy_val, clean_val)  # validation sees the recorded observations
+    # same permutation (same seed); the noise is half of each dimension's spread
+    spread = torch.as_tensor(np.concatenate([t.observations for t in demos]).std(0))
+    ratio = (noisy_train - clean_train).std(0) / spread
+    assert torch.all((ratio > 0.3) & (ratio < 0.7)), ratio
+    with pytest.raises(ValueError, match="bc.observation_noise: must be 0 or more"):
+        BehavioralCloning(config(tmp_path, observation_noise=-0.1))

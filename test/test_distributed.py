@@ -22,7 +22,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 #: world model and Dreamer in float32: bfloat16 autocast (``precision: auto`` on CPUs with AMX)
 #: rounds a half batch differently from a whole one, ~1e-3 after a few updates
 CONFIG = """\
-bc: {num_epochs: 3, hidden_dim: 32, batch_size: 64}
+bc: {num_epochs: 3, hidden_dim: 32, batch_size: 64, observation_noise: 0.1}
 world_model: {size: tiny, batch_size: 8, sequence_length: 16, num_epochs: 4, precision: float32}
 dreamer: {hidden_dim: 32, imagine_horizon: 5}
 training: {torch_threads: 1}

@@ -212,6 +212,10 @@ class BCConfig:
     lstm_hidden: int = 256
     validation_fraction: float = 0.1
     weight_decay: float = 0.0
+    observation_noise: float = 0.0
+    """Standard deviation of Gaussian noise added to the training batches' observations, as a
+    fraction of each observation dimension's spread over the demonstrations (0: none). Validation
+    and acting see clean observations."""
 
 
 @dataclass

@@ -33,6 +33,7 @@ from robot_training.utils.logging import RunLogger, progress
 from robot_training.utils.optim import adam
 
 LOSSES = ("mse", "gaussian")
+NOISE_SEED_OFFSET = 104_729  # the observation-noise generator's seed, apart from the permutation's
 
 
 def flat_observations(traj: Trajectory) -> np.ndarray:
@@ -97,6 +98,8 @@ class BehavioralCloning:
         self.cfg: BCConfig = self.config.bc
         if self.cfg.loss not in LOSSES:
             raise ValueError(f"bc.loss: unknown loss {self.cfg.loss!r}; one of {', '.join(LOSSES)}")
+        if not self.cfg.observation_noise >= 0:
+            raise ValueError(f"bc.observation_noise: must be 0 or more, got {self.cfg.observation_noise!r}")
         self.seed, self.device, self.logger = int(seed), torch.device(device), logger
         self.model: Optional[BCNetwork] = None
         self.optimizer = None
@@ -209,6 +212,7 @@ class BehavioralCloning:
                                          f"bc.batch_size / bc.sequence_length ({bs} windows)")
         best_state = None
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        noise_gen = torch.Generator().manual_seed(self.seed + self.epoch + NOISE_SEED_OFFSET)
         bar = progress(total, "bc", enabled=progress_bar, unit="epoch")
         bar.update(self.epoch)
         try:
@@ -218,12 +222,12 @@ class BehavioralCloning:
                 sum_loss = torch.zeros((), device=self.device)
                 batches = 0
                 for s in range(0, n, bs):
-                    idx = perm[s:s + bs]
-                    if sharded:
-                        part, count = self._shard(train_b, idx)
+                    batch = self._augment(Batch(*(x[perm[s:s + bs]] for x in train_b)), noise_gen)
+                    if sharded:  # this rank's rows of the global batch (noise drawn for all of it)
+                        part, count = self._shard(batch, torch.arange(len(batch.mask), device=self.device))
                         sum_loss += self.train_step(part, count)["loss"]
                     else:
-                        sum_loss += self.train_step(Batch(*(x[idx] for x in train_b)))["loss"]
+                        sum_loss += self.train_step(batch)["loss"]
                     batches += 1
                 self.epoch += 1
                 train_loss = (distributed.mean(float(sum_loss)) if sharded else float(sum_loss)) / max(batches, 1)
@@ -244,6 +248,15 @@ class BehavioralCloning:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         return self
+
+    def _augment(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """``bc.observation_noise``: Gaussian noise on a training batch's observations, its standard
+        deviation that fraction of each observation dimension's spread over the demonstrations."""
+        sigma = self.cfg.observation_noise
+        if sigma <= 0:
+            return batch
+        noise = torch.randn(batch.observations.shape, generator=generator).to(self.device)
+        return batch._replace(observations=batch.observations + sigma * self.model.obs_std * noise)
 
     def train_step(self, batch: Union[Batch, Sequence[Trajectory]],
                    count: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
