@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-sb3", action="store_true")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--bc-episodes", type=int, default=20)
-    p.add_argument("--sac-precision", nargs="+", choices=["float32", "bfloat16", "auto"], default=["float32"],
+    p.add_argument("--sac-precision", nargs="+", choices=["float32", "bfloat16", "auto"], default=["float32", "auto"],
                    help="compute precision(s) of this suite's SAC updates (sac.precision), a row each; "
                         "SB3 runs once")
     p.add_argument("--sb3-threads", type=int, default=1,

@@ -12,7 +12,7 @@ seed's API) and evaluates the final checkpoint through the deploy path on 50 see
 (``WaypointNavigator``, seeds 1000..1049, never seen in training: training missions are
 drawn from the env's own RNG). ``--bc N`` records N scripted missions over ROS (simulator in
 lock-step, the navigator's scripted controller, the recorder, one bag per mission), trains
-behavioral cloning on the bags (``train --mode supervised --data``) and evaluates it the same
+behavioral cloning on the bags (``train --mode supervised --preset ugv --data``) and evaluates it the same
 way. ``--speed`` measures the simulator's lock-step rate with the ugv's lidar over ROS (a
 scripted mission: simulated seconds per wall-clock second) and the camera's render cost.
 
@@ -112,10 +112,10 @@ def behavioral_cloning(missions: int, workdir: Path, disturbance: float, seed: i
     start = time.time()
     out = workdir / f'bc_seed{seed}'
     subprocess.run([sys.executable, '-m', 'robot_training.train', '--mode', 'supervised', '--data', str(dataset),
-                    '--interface', str(REPO / 'config' / 'interface_ugv.yaml'), '--checkpoint-dir', str(out)],
-                   check=True)
+                    '--interface', str(REPO / 'config' / 'interface_ugv.yaml'), '--checkpoint-dir', str(out),
+                    '--preset', 'ugv'], check=True)
     checkpoint = sorted(out.rglob('*final*.pt'))[-1]
-    row = {'run': f'bc ugv ({missions} demos, disturbance {disturbance:g}, demo seed {seed})', 'env_steps': sum(m['steps'] for m in demos),
+    row = {'run': f'bc ugv --preset ugv ({missions} demos, disturbance {disturbance:g}, demo seed {seed})', 'env_steps': sum(m['steps'] for m in demos),
            'train_min': (time.time() - start) / 60, 'record_min': wall / 60,
            'demo_waypoints_pct': 100 * sum(m['waypoints_reached'] for m in demos) / sum(m['num_waypoints'] for m in demos)}
     row.update(evaluate('ugv', checkpoint))
