@@ -1,11 +1,10 @@
 """The learners' optimiser: Adam with PyTorch's fused kernel.
 
 ``fused=True`` updates every parameter of a group in one kernel instead of a handful of ops per
-parameter (``foreach``) or per tensor (the default loop). Measured on the 2-core benchmark VM,
-one torch thread (``python bench/bench_precision.py --optimizer-only`` prints the same table):
-one step over SAC's twin 256-wide Q networks 423 µs (foreach) → 180 µs (fused); over PPO's
-64-wide actor-critic 190 → 65 µs. The update rule is Adam's either way; only the order of the
-floating-point operations differs.
+parameter (``foreach``) or per tensor (the default loop). One step on the 2-core benchmark VM, one
+torch thread (``python bench/bench_updates.py``, table 3, 2026-12-03): over SAC's twin 256-wide Q
+networks 492 µs (foreach) → 226 µs (fused); over PPO's default actor-critic 599 → 270 µs. The
+update rule is Adam's either way; only the order of the floating-point operations differs.
 """
 
 from __future__ import annotations
