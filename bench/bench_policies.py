@@ -179,11 +179,11 @@ def main(argv=None) -> int:
           f"{', '.join(args.sac_precision)} (auto is {resolve_precision('auto', 'cpu')} on this CPU)")
     print(f"{'algorithm':<30}{'library':<16}{'seeds':<10}{'return (median)':>16}{'returns':>28}"
           f"{'steps/s':>10}{'ratio vs SB3':>14}")
-    for name, env_id, steps, *_ in jobs:
+    for name, env_id, steps, _ours, theirs, _discrete in jobs:
         mine = results.get(("robot_training", name), [])
-        base = results.get(("sb3", name.split()[0]), [])
+        base = results.get(("sb3", name.split()[0]), [])  # "sac bfloat16" compares with SB3's "sac"
         base_sps = statistics.median([r[2] for r in base]) if base else None
-        for lib, rows in (("robot_training", mine), ("sb3", base if name == name.split()[0] else [])):
+        for lib, rows in (("robot_training", mine), ("sb3", base if theirs is not None else [])):
             if not rows:
                 continue
             med_ret = statistics.median([r[1] for r in rows])

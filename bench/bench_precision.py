@@ -36,7 +36,6 @@ def run(env_id: str, steps: int, seed: int, precision: str, eval_episodes: int) 
     from robot_training.config import Config
     from robot_training.policies.sac import SAC
     from robot_training.utils.data_collection import evaluate_policy
-    from robot_training.utils.precision import resolve_precision
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -47,8 +46,7 @@ def run(env_id: str, steps: int, seed: int, precision: str, eval_episodes: int) 
     algo.learn(steps)
     sps = steps / (time.perf_counter() - t)
     ret = evaluate_policy(algo, env_id, eval_episodes, 10_000 + seed)
-    return {"env": env_id, "seed": seed, "precision": resolve_precision(precision, "cpu"), "asked": precision,
-            "return": float(ret), "sps": float(sps)}
+    return {"env": env_id, "seed": seed, "precision": precision, "return": float(ret), "sps": float(sps)}
 
 
 def spread(values) -> float:
@@ -82,7 +80,7 @@ def main(argv=None) -> int:
         for fut in futures:
             r = fut.result()
             results.append(r)
-            print(f"[{time.perf_counter() - t0:7.0f} s] {r['env']} seed {r['seed']} {r['asked']}: "
+            print(f"[{time.perf_counter() - t0:7.0f} s] {r['env']} seed {r['seed']} {r['precision']}: "
                   f"return {r['return']:.1f}, {r['sps']:.0f} steps/s", flush=True)
 
     print()
@@ -90,7 +88,7 @@ def main(argv=None) -> int:
           f"{'steps/s':>9}  bf16 - f32")
     for env_id in args.envs:
         steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
-        by_prec = {prec: [r for r in results if r["env"] == env_id and r["asked"] == prec] for prec in args.precisions}
+        by_prec = {prec: [r for r in results if r["env"] == env_id and r["precision"] == prec] for prec in args.precisions}
         base = by_prec.get("float32")
         for prec, rows in by_prec.items():
             rets = [r["return"] for r in rows]

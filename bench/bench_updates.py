@@ -33,7 +33,7 @@ MATMUL_OPS = ("aten::bmm", "aten::baddbmm", "aten::addmm", "aten::mm")
 
 
 def timed(fn, repeats: int, warmup: int = 20) -> float:
-    """Median-free mean seconds per call after ``warmup`` calls (short runs, one thread)."""
+    """Mean seconds per call, after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     t = time.perf_counter()

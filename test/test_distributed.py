@@ -42,17 +42,25 @@ def data(tmp_path):
     return path
 
 
+def train_env() -> dict:
+    return dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+
+
+def train_args(tmp_path, name, mode, *extra, config="small.yaml") -> list:
+    """``-m robot_training.train`` and its options, writing under ``tmp_path / name``."""
+    out = tmp_path / name
+    return ["-m", "robot_training.train", "--mode", mode, "--data", str(tmp_path / "demos.pkl.gz"),
+            "--config", str(tmp_path / config), "--checkpoint-dir", str(out), "--log-dir", str(out / "runs"),
+            "--no-progress", "--seed", "3", *extra]
+
+
 def train(tmp_path, name, mode, nproc, *extra, config="small.yaml", check=True):
     """``python -m robot_training.train`` (nproc 0) or torchrun with ``nproc`` processes."""
-    out = tmp_path / name
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     launch = [sys.executable]
     if nproc:
         launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    args = ["--mode", mode, "--data", str(tmp_path / "demos.pkl.gz"), "--config", str(tmp_path / config),
-            "--checkpoint-dir", str(out), "--log-dir", str(out / "runs"), "--no-progress", "--seed", "3", *extra]
-    result = subprocess.run([*launch, "-m", "robot_training.train", *args], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run([*launch, *train_args(tmp_path, name, mode, *extra, config=config)], env=train_env(),
+                            capture_output=True, text=True, timeout=120)
     if check:
         assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -117,14 +125,10 @@ def test_two_nodes_meet_at_a_rendezvous_and_end_where_one_process_ends(tmp_path,
     launchers started side by side on this host, one process each: they find each other through the
     c10d rendezvous and train what one process trains."""
     train(tmp_path, "one", "world_model", 0)
-    out = tmp_path / "nodes"
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "two-nodes",
-              "-m", "robot_training.train", "--mode", "world_model", "--data", str(tmp_path / "demos.pkl.gz"),
-              "--config", str(tmp_path / "small.yaml"), "--checkpoint-dir", str(out), "--log-dir",
-              str(out / "runs"), "--no-progress", "--seed", "3"]
-    nodes = [subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              *train_args(tmp_path, "nodes", "world_model")]
+    nodes = [subprocess.Popen(launch, env=train_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     try:
         results = [node.communicate(timeout=180) for node in nodes]
@@ -136,7 +140,7 @@ def test_two_nodes_meet_at_a_rendezvous_and_end_where_one_process_ends(tmp_path,
     # one node got global rank 0 and alone wrote the summary and the checkpoint
     assert sum(stdout.count("final metric") for stdout, _ in results) == 1
     one = load_checkpoint(tmp_path / "one" / FINAL["world_model"])
-    two = load_checkpoint(out / FINAL["world_model"])
+    two = load_checkpoint(tmp_path / "nodes" / FINAL["world_model"])
     assert one["updates"] == two["updates"] > 0
     assert_same_weights(one, two)
 
