@@ -1,7 +1,8 @@
 """Robots benchmark: policies trained on the embedded ugv and uav, judged on waypoint missions.
 
     source scripts/env.sh
-    python bench/bench_robots.py --train ppo:uav:300000 sac:ugv:150000   # model-free, from state
+    python bench/bench_robots.py --train sac:ugv:200000                  # SAC defaults: 100 % of the waypoints
+    python bench/bench_robots.py --train ppo:uav:300000 sac:ugv:100000   # model-free, from state
     python bench/bench_robots.py --train ppo:ugv:1000000:ugv              # with config/presets/ugv.yaml
     python bench/bench_robots.py --bc 50                                  # BC from 50 recorded demos
     python bench/bench_robots.py --bc 50 --bc-seeds 0 3 7 11              # four demo sets, and their mean

@@ -52,8 +52,10 @@ Reward
     Per control step: ``5.0 * (previous planar distance to the goal - new distance)`` (the goal
     of the step's start), ``+10`` for a waypoint reached, ``-50`` for a collision, ``-0.01``.
     With ``1.0`` and ``-10`` PPO reached 35 % of the waypoints after 500k steps (it learned to
-    loiter: a drive towards the goal paid too little for the collisions it risked); with these,
-    80 % after 1M (``config/presets/ugv.yaml``, README "Robots").
+    loiter: a drive towards the goal paid too little for the collisions it risked), and SAC 2 %
+    after 150k; with these, PPO 80 % after 1M (``config/presets/ugv.yaml``) and SAC with its
+    defaults 90-100 % with at most 4 % of missions ending in a collision from 70k steps on
+    (100 % and none at 200k; README "Robots").
 
 Disturbance (off by default)
     ``disturbance=d`` adds an offset to every command before the wheels get it, drawn from
