@@ -80,7 +80,7 @@ def reference_worker(repo: str, kind: str) -> None:
     import yaml
 
     sys.path.insert(0, repo)
-    import models  # noqa: the reference's modules
+    import models  # the reference's modules (its repository is on sys.path)
     import networks
 
     original_init = networks.MLP.__init__
