@@ -113,3 +113,20 @@ def test_sac_refuses_discrete_actions():
     env = gym.make("CartPole-v1")
     with pytest.raises(ValueError, match="continuous"):
         SAC(env.observation_space, env.action_space)
+
+
+def test_auto_precision_keeps_narrow_networks_in_float32(tmp_path):
+    """``auto`` is bfloat16 only where it pays: never below 256 units, the hardware's choice
+    from 256 on; an explicit precision is taken as given at any width."""
+    from robot_training.utils.precision import AUTO_BFLOAT16_MIN_WIDTH, resolve_precision
+
+    env = gym.make("Pendulum-v1")
+    native = resolve_precision("auto", "cpu")
+    for width, expected in ((64, "float32"), (128, "float32"), (AUTO_BFLOAT16_MIN_WIDTH, native), (512, native)):
+        algo = SAC(env.observation_space, env.action_space, small_config(tmp_path, hidden_dim=width), seed=0)
+        with algo._autocast():
+            dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+        assert dtype == getattr(torch, expected), (width, expected)
+    narrow = SAC(env.observation_space, env.action_space, small_config(tmp_path, hidden_dim=64, precision="bfloat16"))
+    with narrow._autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -135,7 +135,8 @@ class SACConfig:
     q_lr: float = 0.001
     updates_per_step: int = 1
     precision: str = "auto"
-    """``auto`` (bfloat16 where the CPU or GPU computes it natively, else float32), ``float32`` or
+    """``auto`` (bfloat16 where the CPU or GPU computes it natively and ``hidden_dim`` is at least
+    256, else float32: narrower updates are not faster in bfloat16), ``float32`` or
     ``bfloat16``: autocast of the updates; acting stays float32. bfloat16 learned as well as float32
     on Pendulum-v1, InvertedPendulum-v5 and HalfCheetah-v5 (3 seeds each, ``bench/bench_precision.py``)
     with 1.2-1.3x the env steps/s on the 2-core VM (AMX)."""

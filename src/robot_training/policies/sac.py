@@ -146,7 +146,7 @@ class SAC(OffPolicyLearner):
         return a.cpu().numpy().reshape(len(observations), *self.action_space.shape)
 
     def _autocast(self):
-        return autocast(self.device, self.cfg.precision, key="sac.precision")
+        return autocast(self.device, self.cfg.precision, key="sac.precision", width=self.cfg.hidden_dim)
 
     def train_step(self, batch: ReplayBatch) -> Dict[str, torch.Tensor]:
         """One gradient update of the Q functions (and, every ``policy_frequency`` updates,
