@@ -2,6 +2,7 @@
 
     source scripts/env.sh
     python bench/bench_robots.py --train sac:ugv:200000                  # SAC defaults: 100 % of the waypoints
+    python bench/bench_robots.py --train dreamer:ugv:40000               # Dreamer defaults, online, from state
     python bench/bench_robots.py --train ppo:uav:300000 sac:ugv:100000   # model-free, from state
     python bench/bench_robots.py --train ppo:ugv:1000000:ugv              # with config/presets/ugv.yaml
     python bench/bench_robots.py --bc 50                                  # BC from 50 recorded demos
@@ -9,7 +10,7 @@
     python bench/bench_robots.py --speed                                  # lock-step rate over ROS, camera
 
 Each ``--train ALGORITHM:ROBOT:STEPS`` trains with the package defaults (``PolicyTrainer``, the
-seed's API) and evaluates the final checkpoint through the deploy path on 50 seeded missions
+seed's API; ``train_dreamer`` online for ``dreamer``) and evaluates the final checkpoint through the deploy path on 50 seeded missions
 (``WaypointNavigator``, seeds 1000..1049, never seen in training: training missions are
 drawn from the env's own RNG). ``--bc N`` records N scripted missions over ROS (simulator in
 lock-step, the navigator's scripted controller, the recorder, one bag per mission), trains
@@ -57,6 +58,16 @@ def train(algorithm: str, robot: str, steps: int, workdir: Path, preset: str = '
 
     torch.set_num_threads(1)
     start = time.time()
+    if algorithm == 'dreamer':  # online, from the robot's state vector (scan + odometry + IMU + goal)
+        from robot_training.reinforcement_learning.train_dreamer import train_dreamer
+
+        trainer = train_dreamer(env_factory=ROBOT_ENV_IDS[robot], num_steps=steps,
+                                config=load_config(preset=preset or None))
+        checkpoint = trainer.save_checkpoint(workdir / f'dreamer_{robot}{"_" + preset if preset else ""}.pt')
+        row = {'run': f'dreamer {robot}' + (f' (preset {preset})' if preset else ''), 'env_steps': steps,
+               'train_min': (time.time() - start) / 60}
+        row.update(evaluate(robot, checkpoint))
+        return row
     trainer = PolicyTrainer(algorithm, ROBOT_ENV_IDS[robot], config=load_config(preset=preset or None),
                             checkpoint_dir=workdir / f'{algorithm}_{robot}{"_" + preset if preset else ""}',
                             progress_bar=False)
