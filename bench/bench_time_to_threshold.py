@@ -110,25 +110,23 @@ def run_sb3(task: Task, seed: int, episodes: int) -> Probe:
     from stable_baselines3 import SAC as SB3SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
-    probe_holder: List[Probe] = []
-
     class Callback(BaseCallback):
         # Off-policy: after every env step. On-policy: at a rollout's start, i.e. right after
         # the previous rollout's update (SB3 calls on_rollout_end before it trains).
         def _on_rollout_start(self) -> None:
             if task.algorithm == "ppo":
-                probe_holder[0](self.model, self.num_timesteps)
+                probe(self.model, self.num_timesteps)
 
         def _on_step(self) -> bool:
             if task.algorithm == "sac":
-                return not probe_holder[0](self.model, self.num_timesteps)
-            return probe_holder[0].solved_at is None
+                return not probe(self.model, self.num_timesteps)
+            return probe.solved_at is None
 
     cls = SB3SAC if task.algorithm == "sac" else SB3PPO
     model = cls("MlpPolicy", task.env_id, seed=seed, device="cpu")
-    probe_holder.append(Probe(task, episodes))
+    probe = Probe(task, episodes)  # its clock starts here, after the model is built
     model.learn(task.budget, callback=Callback())
-    return probe_holder[0]
+    return probe
 
 
 def job(name: str, library: str, seed: int, episodes: int, sac_precision: str) -> dict:
