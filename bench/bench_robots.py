@@ -58,23 +58,21 @@ def train(algorithm: str, robot: str, steps: int, workdir: Path, preset: str = '
 
     torch.set_num_threads(1)
     start = time.time()
+    config, name = load_config(preset=preset or None), f'{algorithm}_{robot}{"_" + preset if preset else ""}'
     if algorithm == 'dreamer':  # online, from the robot's state vector (scan + odometry + IMU + goal)
         from robot_training.reinforcement_learning.train_dreamer import train_dreamer
 
-        trainer = train_dreamer(env_factory=ROBOT_ENV_IDS[robot], num_steps=steps,
-                                config=load_config(preset=preset or None))
-        checkpoint = trainer.save_checkpoint(workdir / f'dreamer_{robot}{"_" + preset if preset else ""}.pt')
-        row = {'run': f'dreamer {robot}' + (f' (preset {preset})' if preset else ''), 'env_steps': steps,
-               'train_min': (time.time() - start) / 60}
-        row.update(evaluate(robot, checkpoint))
-        return row
-    trainer = PolicyTrainer(algorithm, ROBOT_ENV_IDS[robot], config=load_config(preset=preset or None),
-                            checkpoint_dir=workdir / f'{algorithm}_{robot}{"_" + preset if preset else ""}',
-                            progress_bar=False)
-    trainer.learn(steps)
-    trainer.close()
-    row = {'run': f'{algorithm} {robot}' + (f' (preset {preset})' if preset else ''), 'env_steps': steps, 'train_min': (time.time() - start) / 60}
-    row.update(evaluate(robot, trainer.final_checkpoint))
+        trainer = train_dreamer(env_factory=ROBOT_ENV_IDS[robot], num_steps=steps, config=config)
+        checkpoint = trainer.save_checkpoint(workdir / f'{name}.pt')
+    else:
+        trainer = PolicyTrainer(algorithm, ROBOT_ENV_IDS[robot], config=config, checkpoint_dir=workdir / name,
+                                progress_bar=False)
+        trainer.learn(steps)
+        trainer.close()
+        checkpoint = trainer.final_checkpoint
+    row = {'run': f'{algorithm} {robot}' + (f' (preset {preset})' if preset else ''), 'env_steps': steps,
+           'train_min': (time.time() - start) / 60}
+    row.update(evaluate(robot, checkpoint))
     return row
 
 

@@ -25,6 +25,7 @@ def test_adam_is_fused_on_the_cpu_and_updates_as_foreach_adam():
         moved = min(float((a - b).abs().max()) for a, b in zip(one.parameters(), initial.parameters()))
     assert apart < 1e-5 and moved > 1e-3, (apart, moved)
 
+
 def test_a_parameter_the_fused_kernel_cannot_take_falls_back_to_foreach():
     meta = torch.nn.Parameter(torch.empty(3, device="meta"))
     opt = adam([meta], lr=1e-3)
