@@ -34,8 +34,9 @@ def generate_launch_description():
                               description='with a checkpoint: its mean action (true) or samples (false)'),
         Node(package='robot_training', executable='sim', name='sim', output='screen',
              parameters=[os.path.join(config, 'sim.yaml'), {'interface_file': interface,
-                                                             # actor and recorder listen before episode 0
-                                                             'wait_for_subscribers': 2}]),
+                                                             # actor and recorder listen before episode 0,
+                                                             # which steps once the actor answers
+                                                             'wait_for_subscribers': 2, 'wait_for_command': True}]),
         Node(package='robot_training', executable='policy_server', name='policy_server', output='screen',
              parameters=[os.path.join(config, 'policy_server.yaml'),
                          {'interface_file': interface, 'checkpoint': LaunchConfiguration('checkpoint'),

@@ -131,3 +131,37 @@ def test_sim_waits_for_its_subscribers_before_the_first_episode(procs, ros_node)
     assert got['clock']
     stop(sim)
     assert sim.returncode == 0
+
+
+def test_sim_holds_the_first_episode_until_a_first_command(procs, ros_node):
+    """wait_for_command (the loop: true), timer mode: the first episode stays at its first
+    observation, sent again every command_timeout_s with the same stamp, until a command
+    arrives; then the simulator steps at its rate, holding the last command as before."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    sim = procs.start(node_cmd('sim_node', f'interface_file:={INTERFACE}', 'wait_for_command:=true',
+                               'command_timeout_s:=0.2', 'max_episode_steps:=400'))
+    got = {'clock': [], 'js': []}
+    ros_node.create_subscription(Clock, '/clock', got['clock'].append, 10)
+    ros_node.create_subscription(JointState, '/joint_states', got['js'].append, 10)
+    spin_until(ros_node, lambda: len(got['js']) >= 3, 30, 'the first observation, sent again')
+    spin_for(ros_node, 1.0)  # 25 steps at 25 Hz, had it stepped
+    stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in got['js']}
+    assert len(got['js']) >= 5 and len(stamps) == 1, stamps  # one observation, repeated
+    assert len(got['clock']) <= 1  # the reset's clock, no step
+    assert any('first step once a command arrives on /cmd' in line for line in sim.lines), sim.lines
+    cmd = ros_node.create_publisher(Float64MultiArray, '/cmd', 10)
+    spin_until(ros_node, lambda: cmd.get_subscription_count() > 0, 30, 'the sim subscribing /cmd')
+    cmd.publish(Float64MultiArray(data=[0.0]))  # one command: timer stepping holds it from then on
+    before = len(got['clock'])
+    spin_for(ros_node, 1.0)
+    assert len(got['clock']) - before >= 10  # steps at its rate without further commands
+    ns = [c.clock.sec * 10**9 + c.clock.nanosec for c in got['clock'][before:]]
+    assert all(b - a == 40_000_000 for a, b in zip(ns, ns[1:]))
+    n = len(got['js'])
+    spin_for(ros_node, 0.5)
+    assert len({(m.header.stamp.sec, m.header.stamp.nanosec) for m in got['js'][n:]}) == len(got['js'][n:])  # no repeats
+    stop(sim)
+    assert sim.returncode == 0

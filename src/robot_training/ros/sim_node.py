@@ -70,7 +70,11 @@ PARAMETERS = {
     'wait_for_subscribers': (0, 'start the first episode only once each observation topic and the command topic '
                                 'have this many subscribers (the loop: 2, the actor and the recorder on the '
                                 'observations, the simulator itself and the recorder on the command; 0: at once)'),
-    'command_timeout_s': (0.5, 'command mode: publish the observation again after this long without a command'),
+    'wait_for_command': (False, 'timer mode: hold the first episode at its first observation until a first command '
+                                'arrives (published again every command_timeout_s meanwhile), so a slow-starting '
+                                'actor does not leave that episode uncommanded (the loop: true; false: step at once)'),
+    'command_timeout_s': (0.5, 'command mode (and timer mode while waiting for the first command): publish the '
+                               'observation again after this long without a command'),
     'status_period_s': (1.0, 'period of ~/status (0: none)'),
 }
 
@@ -146,9 +150,10 @@ class SimNode(Node):
         self._fresh_command = False
         self._last_out = None
         self._last_command_wall = time.monotonic()
+        self.wait_for_command = bool(p['wait_for_command']) and self.step_mode == 'timer'
         if self.step_mode == 'timer':
             self._step_timer = self.create_timer(interface.control_period_s / p['real_time_factor'], self._step)
-        elif p['command_timeout_s'] > 0:
+        if (self.step_mode == 'command' or self.wait_for_command) and p['command_timeout_s'] > 0:
             self.create_timer(min(p['command_timeout_s'], 0.5) / 2, self._republish_if_idle)
         self.command_timeout_s = float(p['command_timeout_s'])
         if p['status_period_s'] > 0:
@@ -162,7 +167,8 @@ class SimNode(Node):
             f"simulating {p['env']} as '{world}' at {interface.control_rate_hz:g} Hz ({self.step_mode} stepping"
             f"{', paused' if self.paused else ''}); action {interface.action.topic}"
             + ('' if self.started else f'; first episode once {", ".join(self._watched_topics())} have '
-               f'{self.wait_for_subscribers} subscribers each'))
+               f'{self.wait_for_subscribers} subscribers each')
+            + (f'; first step once a command arrives on {interface.action.topic}' if self.wait_for_command else ''))
         if self.started:
             self._publish_reset()
         else:  # no episode the actor does not answer or the recorder does not see
@@ -239,6 +245,8 @@ class SimNode(Node):
     def _step(self) -> None:
         if self.paused or not self.started:
             return
+        if self.wait_for_command and not self.commands:  # the first episode waits for its controller
+            return
         resetting = self.sim.need_reset
         if not resetting and not self._fresh_command and self.commands:  # a controller is acting
             self.held_steps += 1
@@ -246,8 +254,9 @@ class SimNode(Node):
         self._publish(self.sim.step())
 
     def _republish_if_idle(self) -> None:
-        """Command mode: nobody answered the latest observation; send it again."""
-        if self.paused or self._last_out is None:
+        """Command mode, or timer mode before the first command: nobody answered the latest
+        observation; send it again."""
+        if self.paused or self._last_out is None or (self.step_mode == 'timer' and self.commands):
             return
         if time.monotonic() - self._last_command_wall >= self.command_timeout_s:
             self._last_command_wall = time.monotonic()
@@ -257,7 +266,7 @@ class SimNode(Node):
     def status(self) -> dict:
         return {'steps': self.sim.steps, 'episodes': self.sim.episode_id, 'commands': self.commands,
                 'held_steps': self.held_steps, 'step_mode': self.step_mode, 'paused': self.paused,
-                'started': self.started}
+                'started': self.started, 'waiting_for_command': self.wait_for_command and not self.commands}
 
     def _publish_status(self) -> None:
         from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -265,8 +274,9 @@ class SimNode(Node):
         msg = self._diag()
         msg.header.stamp = self.get_clock().now().to_msg()
         st = DiagnosticStatus(name='sim', hardware_id=self.get_name(), level=DiagnosticStatus.OK,
-                              message='paused' if self.paused else 'running' if self.started
-                              else 'waiting for subscribers')
+                              message='paused' if self.paused else 'waiting for subscribers' if not self.started
+                              else 'waiting for the first command' if self.wait_for_command and not self.commands
+                              else 'running')
         st.values = [KeyValue(key=k, value=str(v)) for k, v in self.status().items()]
         msg.status.append(st)
         self.status_pub.publish(msg)
