@@ -19,7 +19,10 @@ A ``+pmqos`` suffix (``quiet+pmqos``, ``nice10+pmqos``) runs that variant while 
 holds a CPU latency request of 0 us (``/dev/cpu_dma_latency``, Linux PM QoS; needs root): idle
 CPUs then poll instead of halting, what the policy server's ``cpu_latency_us`` parameter asks for.
 A ``+batch`` suffix starts the simulator and the recorder under ``SCHED_BATCH`` (``chrt -b``):
-their wake-ups on the actor's command no longer preempt the actor.
+their wake-ups on the actor's command no longer preempt the actor. A ``+fifo`` suffix runs the
+three robot nodes with ``realtime_priority:=10`` (every thread under ``SCHED_FIFO``, the loop's
+default; root or ``rtprio`` in ``/etc/security/limits.conf``): they preempt the load the moment
+they wake. Without it they run with ``realtime_priority:=0`` (normal priority).
 
 The table gives the actor's cost per tick (observation build + policy + publish) p50 / p99,
 its compute part (observation + policy) p99, the longest gap between two published actions,
@@ -81,7 +84,7 @@ def run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: i
     if 'pmqos' in flags and held is None:
         raise SystemExit(f'{name}: /dev/cpu_dma_latency cannot be written (needs root)')
     try:
-        row = _run_variant(variant, checkpoint, seconds, tmp, run, batch='batch' in flags)
+        row = _run_variant(variant, checkpoint, seconds, tmp, run, batch='batch' in flags, fifo='fifo' in flags)
     finally:
         if held is not None:
             os.close(held)
@@ -89,7 +92,8 @@ def run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: i
     return row
 
 
-def _run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: int, batch: bool = False) -> dict:
+def _run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: int, batch: bool = False,
+                 fifo: bool = False) -> dict:
     robot_cpus = '0' if variant == 'pinned' else ''
     out = tmp / f'{run}_{variant}'
     out.mkdir()
@@ -106,6 +110,8 @@ def _run_variant(variant: str, checkpoint: str, seconds: float, tmp: Path, run: 
     if batch:
         for name in ('sim', 'recorder'):
             robot[name] = ['chrt', '-b', '0'] + robot[name]
+    for cmd in robot.values():  # after the params file, so this value wins
+        cmd += ['-p', f'realtime_priority:={10 if fifo else 0}']
     procs = {name: subprocess.Popen(cmd, env=env, stdout=open(out / f'{name}.log', 'w'), stderr=subprocess.STDOUT)
              for name, cmd in robot.items()}
     time.sleep(8.0)  # discovery and imports, before the load starts

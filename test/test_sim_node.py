@@ -165,3 +165,29 @@ def test_sim_holds_the_first_episode_until_a_first_command(procs, ros_node):
     assert len({(m.header.stamp.sec, m.header.stamp.nanosec) for m in got['js'][n:]}) == len(got['js'][n:])  # no repeats
     stop(sim)
     assert sim.returncode == 0
+
+
+def test_realtime_priority_puts_every_thread_of_the_node_under_fifo(procs, ros_node):
+    """realtime_priority (the loop: 10): every thread of the running node, DDS's included, is
+    SCHED_FIFO at that priority; where the OS refuses, one warning says why and the node runs on
+    at normal priority."""
+    import os
+
+    from test_priority import _can_use_fifo
+
+    sim = procs.start(node_cmd('sim_node', f'interface_file:={INTERFACE}', 'realtime_priority:=10'))
+    spin_until(ros_node, lambda: any('realtime_priority 10 not applied' in line or 'SCHED_FIFO priority 10' in line
+                                     for line in sim.lines), 60, 'the sim to start')
+    tids = [int(t) for t in os.listdir(f'/proc/{sim.pid}/task')]
+    assert len(tids) > 3  # Python's main thread and the middleware's
+    policies = {os.sched_getscheduler(t) for t in tids}
+    if _can_use_fifo():
+        assert policies == {os.SCHED_FIFO}, policies
+        assert {os.sched_getparam(t).sched_priority for t in tids} == {10}
+        assert any('running under SCHED_FIFO priority 10' in line for line in sim.lines)
+    else:
+        assert policies == {os.SCHED_OTHER}
+        assert any('realtime_priority 10 not applied, normal priority kept: not permitted' in line
+                   for line in sim.lines), sim.lines
+    stop(sim)
+    assert sim.returncode == 0

@@ -170,6 +170,7 @@ def run_graph(args) -> int:
         time.sleep(0.2)
         if interrupted:
             reason = f'stopped by {interrupted[0]}'
+            break
         for name, proc in procs.items():
             code = proc.poll()
             if code is None or name == 'learner' and code == 0:
@@ -184,6 +185,12 @@ def run_graph(args) -> int:
                       'the actor keeps acting with the last policy', flush=True)
             if reason:
                 break
+        if reason and reason != 'the monitor ended the run':
+            # a terminal's Ctrl-C reaches the nodes and this script together, and a node at real-time
+            # priority can be gone before this script runs its handler: a node's exit then is the stop
+            time.sleep(0.5)
+            if interrupted:
+                reason = f'stopped by {interrupted[0]}'
     print(f'online_loop: {reason}; stopping the graph', flush=True)
     # The robots first (the recorders finish their open episodes), then the learner, whose last
     # look at the dataset then takes those episodes into its final checkpoint. A terminal's

@@ -366,6 +366,26 @@ def _ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+#: ``realtime_priority`` of the robot's nodes (sim, policy_server, recorder)
+REALTIME_PRIORITY = (0, 'run every thread of this node under Linux SCHED_FIFO at this priority (1-99; the loop: '
+                        '10; needs root, CAP_SYS_NICE or an rtprio limit, else one warning and normal priority; '
+                        '0: normal priority)', (0, 99))
+
+
+def apply_realtime_priority(node: Node, priority: int) -> bool:
+    """``realtime_priority`` for ``node``'s process: one log line either way; True when in effect."""
+    if int(priority) == 0:
+        return False
+    from robot_training.utils.priority import set_process_realtime
+
+    why = set_process_realtime(priority)
+    if why:
+        node.get_logger().warning(f'realtime_priority {priority} not applied, normal priority kept: {why}')
+        return False
+    node.get_logger().info(f'running under SCHED_FIFO priority {priority}')
+    return True
+
+
 def run_node(program: str, make_node: Callable[[], Node],
              user_errors: tuple = (ValueError, OSError),
              cleanup: Optional[Callable[[Node, str], None]] = None, args=None) -> None:

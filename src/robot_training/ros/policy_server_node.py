@@ -46,7 +46,8 @@ import time
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from robot_training.interface.converters import stamp_ns
-from robot_training.ros._common import declare_parameters, message_class, run_node, subscribe_observations
+from robot_training.ros._common import (REALTIME_PRIORITY, apply_realtime_priority, declare_parameters, message_class,
+                                        run_node, subscribe_observations)
 
 PARAMETERS = {
     # name: (default, description)   (use_sim_time is declared by rclpy itself)
@@ -67,6 +68,7 @@ PARAMETERS = {
     'autostart': (True, 'configure and activate at start (false: wait for lifecycle transitions)'),
     'cpu_latency_us': (-1, 'hold a Linux PM QoS CPU wake-up latency request of this many us while the node runs '
                            '(0: idle CPUs poll, no cold wake-up before a tick; needs root; -1: none)', (-1, None)),
+    'realtime_priority': REALTIME_PRIORITY,
 }
 
 
@@ -86,6 +88,8 @@ class PolicyServerNode(LifecycleNode):
                 raise self._configure_error or ValueError('configure failed')
             if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 raise ValueError('activate failed (see the log above)')
+        # last: imports and the checkpoint load above ran at normal priority, beside the other nodes' start
+        apply_realtime_priority(self, self.get_parameter('realtime_priority').value)
 
     # ---------------------------------------------------------------- lifecycle
     def _entities(self) -> dict:
@@ -295,6 +299,7 @@ class PolicyServerNode(LifecycleNode):
 
     def _load_announced(self) -> None:
         from robot_training.deploy import DeployError
+        from robot_training.utils.priority import set_thread_normal
 
         while True:
             with self._pending_cv:
@@ -303,6 +308,7 @@ class PolicyServerNode(LifecycleNode):
                 if self._closing:
                     return
                 msg, self._pending = self._pending, None
+            set_thread_normal()  # loading is not the control loop's work (realtime_priority): never ahead of a tick
             start = time.perf_counter()
             try:
                 policy = self.runner.load_verified(msg.path, msg.sha256, msg.interface_fingerprint)

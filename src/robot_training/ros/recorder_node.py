@@ -32,7 +32,8 @@ from robot_training.recording import (
     repair_bag,
 )
 from robot_training.recording.episode_meta import EPISODE_EVENT_TYPE
-from robot_training.ros._common import TopicRecorder, declare_parameters, run_node
+from robot_training.ros._common import (REALTIME_PRIORITY, TopicRecorder, apply_realtime_priority, declare_parameters,
+                                        run_node)
 
 PARAMETERS = {
     # name: (default, description)
@@ -52,6 +53,7 @@ PARAMETERS = {
     'log_period_s': (10.0, 'period of the per-topic counts in the log (0: never)'),
     'autostart': (True, 'start recording at once (else wait for ~/start)'),
     'repair_on_start': (True, 'repair bags left incomplete by a killed recorder'),
+    'realtime_priority': REALTIME_PRIORITY,
 }
 
 
@@ -109,6 +111,7 @@ class RecorderNode(Node):
             f"recording into {self.recorder.dataset} ({config.storage}), "
             f"{'all topics' if p['all_topics'] else sorted(wanted)}"
             f"{'' if p['autostart'] else '; waiting for ~/start'}")
+        apply_realtime_priority(self, p['realtime_priority'])  # last: repairs and start-up at normal priority
 
     def _repair_leftovers(self) -> None:
         for bag in incomplete_episodes(self.recorder.dataset):

@@ -52,7 +52,8 @@ from std_msgs.msg import Float32, Float64
 from std_srvs.srv import SetBool, Trigger
 
 from robot_training.recording.episode_meta import EVENT_START
-from robot_training.ros._common import declare_parameters, message_class, run_node
+from robot_training.ros._common import (REALTIME_PRIORITY, apply_realtime_priority, declare_parameters,
+                                        message_class, run_node)
 
 PARAMETERS = {
     # name: (default, description)
@@ -76,6 +77,7 @@ PARAMETERS = {
     'command_timeout_s': (0.5, 'command mode (and timer mode while waiting for the first command): publish the '
                                'observation again after this long without a command'),
     'status_period_s': (1.0, 'period of ~/status (0: none)'),
+    'realtime_priority': REALTIME_PRIORITY,
 }
 
 
@@ -173,6 +175,7 @@ class SimNode(Node):
             self._publish_reset()
         else:  # no episode the actor does not answer or the recorder does not see
             self._ready_timer = self.create_timer(0.05, self._start_when_subscribed)
+        apply_realtime_priority(self, p['realtime_priority'])  # last: the start-up above at normal priority
 
     def _make_tf_publishers(self):
         """``/tf`` and ``/tf_static`` publishers, or None where tf2_msgs is not installed."""
